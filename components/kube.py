@@ -1,0 +1,38 @@
+"""Plain manifests into pulumi-kubernetes resources: the one place that knows the SDK's classes.
+
+Imports are per API group so a preview loads only what it uses (pulumi-kubernetes is large).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pulumi
+
+from components.manifests import Manifest
+
+_CLASSES: dict[tuple[str, str], tuple[str, str]] = {
+    ("v1", "Namespace"): ("pulumi_kubernetes.core.v1", "Namespace"),
+    ("v1", "ConfigMap"): ("pulumi_kubernetes.core.v1", "ConfigMap"),
+    ("v1", "Secret"): ("pulumi_kubernetes.core.v1", "Secret"),
+    ("v1", "Service"): ("pulumi_kubernetes.core.v1", "Service"),
+    ("v1", "PersistentVolumeClaim"): ("pulumi_kubernetes.core.v1", "PersistentVolumeClaim"),
+    ("apps/v1", "StatefulSet"): ("pulumi_kubernetes.apps.v1", "StatefulSet"),
+    ("apps/v1", "Deployment"): ("pulumi_kubernetes.apps.v1", "Deployment"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): (
+        "pulumi_kubernetes.autoscaling.v2",
+        "HorizontalPodAutoscaler",
+    ),
+}
+
+_ARG_NAMES = {"stringData": "string_data"}
+
+
+def create(logical_name: str, manifest: Manifest, opts: pulumi.ResourceOptions, **extra: Any) -> pulumi.CustomResource:
+    """Register `manifest` as the matching pulumi-kubernetes resource; `extra` adds Output-valued fields."""
+    module_name, class_name = _CLASSES[(manifest["apiVersion"], manifest["kind"])]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    fields = {_ARG_NAMES.get(key, key): value for key, value in manifest.items() if key not in ("apiVersion", "kind")}
+    resource: pulumi.CustomResource = cls(logical_name, opts=opts, **fields, **extra)
+    return resource

@@ -1,0 +1,180 @@
+"""The whole plan for a stack: sizes, topology, config files and manifests, with no Pulumi in sight.
+
+`plan` prints it, the Pulumi components turn it into resources, and tests read it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components import manifests as k8s
+from components.rollout import MAIN, ResourceRules, rules_for
+from components.settings import Settings
+from components.sizing import ClassSize, Load, Phase, phase_of, size_all
+from components.synapse_config import (
+    ConfigFile,
+    class_config,
+    main_config,
+    merged_process_config,
+    shared_config,
+    to_yaml,
+)
+from components.topology import MAIN_POD, MAIN_WORKLOAD, Topology, build_topology
+from components.worker_classes import MAIN_RESOURCES, Resources, WorkerClass
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Main or one worker class: its config file, its Kubernetes objects and how it rolls."""
+
+    part: str
+    spec: WorkerClass | None
+    size: ClassSize | None
+    config: ConfigFile
+    rules: ResourceRules
+    manifests: tuple[k8s.Manifest, ...]
+    """The workload first, then its Service, then its HPA if any."""
+    process_configs: tuple[tuple[str, str], ...]
+    """(file name, merged config) per process; one sample for a Deployment."""
+
+    @property
+    def name(self) -> str:
+        return self.manifests[0]["metadata"]["name"]  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Plan:
+    settings: Settings
+    load: Load
+    phase: Phase
+    sizes: tuple[ClassSize, ...]
+    topology: Topology
+    shared: ConfigFile
+    workloads: tuple[Workload, ...]
+    base_manifests: tuple[k8s.Manifest, ...]
+    """Namespace, Secret shell and media claim, as the settings ask."""
+
+    def workload(self, part: str) -> Workload:
+        return next(w for w in self.workloads if w.part == part)
+
+    @property
+    def config_files(self) -> tuple[ConfigFile, ...]:
+        return (self.shared, *(w.config for w in self.workloads))
+
+    def configmaps(self) -> tuple[k8s.Manifest, ...]:
+        return tuple(k8s.configmap(self.settings, f) for f in self.config_files)
+
+    def manifests(self) -> tuple[k8s.Manifest, ...]:
+        return self.base_manifests + self.configmaps() + tuple(m for w in self.workloads for m in w.manifests)
+
+    def departures(self) -> tuple[str, ...]:
+        return (
+            *(
+                f"{size.spec.name}: {note}"
+                for size in self.sizes
+                for note in size.notes
+                if note.startswith("departs from the guide")
+            ),
+            "all processes: a change to instance_map, stream_writers or federation_sender_instances "
+            "restarts every Synapse process, not only main as the guide's step 3 says; each process "
+            "routes writes by those lists (SYNAPSE-FACTS, synapse/config/workers.py)",
+        )
+
+
+def _resources(settings: Settings, spec: WorkerClass) -> Resources:
+    pin = settings.pin(spec.name)
+    base = spec.resources
+    if pin is None or pin.resources is None:
+        return base
+    r = pin.resources
+    return Resources(
+        cpu_request=r.requests.cpu or base.cpu_request,
+        memory_request=r.requests.memory or base.memory_request,
+        cpu_limit=r.limits.cpu or base.cpu_limit,
+        memory_limit=r.limits.memory or base.memory_limit,
+    )
+
+
+def _main_workload(settings: Settings, shared: ConfigFile) -> Workload:
+    own = ConfigFile(MAIN, to_yaml(main_config(settings)))
+    template = k8s.pod_template(settings, MAIN, shared, own, MAIN_RESOURCES, replication=True, media=False)
+    return Workload(
+        part=MAIN,
+        spec=None,
+        size=None,
+        config=own,
+        rules=rules_for(None, (MAIN_POD,)),
+        manifests=(
+            k8s.statefulset(settings, MAIN_WORKLOAD, MAIN, 1, template),
+            k8s.service(settings, MAIN_WORKLOAD, MAIN, replication=True, headless=True),
+        ),
+        process_configs=((f"{MAIN_POD}.yaml", merged_process_config(shared, own, None)),),
+    )
+
+
+def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, topology: Topology) -> Workload:
+    spec = size.spec
+    own = ConfigFile(spec.name, to_yaml(class_config(settings, spec)))
+    template = k8s.pod_template(
+        settings,
+        spec.name,
+        shared,
+        own,
+        _resources(settings, spec),
+        replication=spec.needs_instance_map,
+        media=spec.name == "media-repository",
+    )
+    name = spec.workload_name
+    if spec.kind == "Deployment":
+        assert size.min_replicas is not None and size.max_replicas is not None
+        objects: tuple[k8s.Manifest, ...] = (
+            k8s.deployment(settings, name, spec.name, size.replicas, template),
+            k8s.service(settings, name, spec.name, replication=False, headless=False),
+            k8s.hpa(settings, name, spec.name, size.min_replicas, size.max_replicas),
+        )
+        sample = f"{name}-sample"
+        process_configs: tuple[tuple[str, str], ...] = ((f"{name}.yaml", merged_process_config(shared, own, sample)),)
+    else:
+        objects = (
+            k8s.statefulset(settings, name, spec.name, size.replicas, template),
+            k8s.service(settings, name, spec.name, replication=spec.needs_instance_map, headless=True),
+        )
+        process_configs = tuple(
+            (f"{pod}.yaml", merged_process_config(shared, own, pod)) for pod in topology.members[spec.name]
+        )
+    return Workload(
+        part=spec.name,
+        spec=spec,
+        size=size,
+        config=own,
+        rules=rules_for(spec, topology.members.get(spec.name, ())),
+        manifests=objects,
+        process_configs=process_configs,
+    )
+
+
+def build_plan(settings: Settings) -> Plan:
+    load, sizes = size_all(settings)
+    topology = build_topology(sizes, settings.namespace)
+    shared = ConfigFile("shared", to_yaml(shared_config(settings, topology)))
+    workloads = (
+        _main_workload(settings, shared),
+        *(_class_workload(settings, shared, size, topology) for size in sizes if size.deployed),
+    )
+    base: list[k8s.Manifest] = []
+    if settings.create_namespace:
+        base.append(k8s.namespace(settings))
+    if settings.existing_secret is None:
+        base.append(k8s.secret_shell(settings))
+    if settings.media.create_claim:
+        base.append(k8s.media_claim(settings))
+    return Plan(
+        settings=settings,
+        load=load,
+        phase=phase_of(settings.ccu),
+        sizes=sizes,
+        topology=topology,
+        shared=shared,
+        workloads=workloads,
+        base_manifests=tuple(base),
+    )

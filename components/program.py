@@ -1,0 +1,70 @@
+"""The Pulumi program: stack config → settings → plan → components → stack outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+
+from components.errors import ConfigError
+from components.plan import Plan, build_plan
+from components.resources import ConfigArgs, MainProcess, SynapseConfig, WorkerClassComponent, WorkloadArgs
+from components.rollout import STAGES
+from components.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
+from components.stack_config import runtime_config
+
+
+def load_from_runtime() -> Settings:
+    """Read and validate the stack's config; a bad value stops the run before anything registers."""
+    values, secret_keys = runtime_config()
+    try:
+        return load_settings(pulumi.get_stack(), values, secret_keys)
+    except ConfigError as error:
+        raise pulumi.RunError(str(error)) from None
+
+
+def replica_table(plan: Plan) -> dict[str, dict[str, Any]]:
+    """What runs now, per class: the answer `pulumi stack output replicas` gives."""
+    return {
+        size.spec.name: {
+            "kind": size.spec.kind,
+            "deployed": size.deployed,
+            "replicas": size.replicas,
+            "minReplicas": size.min_replicas,
+            "maxReplicas": size.max_replicas,
+        }
+        for size in plan.sizes
+    }
+
+
+def deploy(plan: Plan, secret_values: Mapping[str, pulumi.Output[str]]) -> None:
+    config = SynapseConfig("synapse-config", ConfigArgs(plan, secret_values))
+    done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config]}
+    for stage in range(1, len(STAGES)):
+        previous = [r for s in range(stage) for r in done.get(s, [])]
+        for workload in plan.workloads:
+            if workload.rules.stage != stage:
+                continue
+            args = WorkloadArgs(workload, depends_on=previous)
+            component: pulumi.ComponentResource
+            if workload.spec is None:
+                component = MainProcess(workload.name, args)
+            else:
+                component = WorkerClassComponent(workload.name, args)
+            done.setdefault(stage, []).append(component)
+
+
+def run() -> None:
+    settings = load_from_runtime()
+    try:
+        plan = build_plan(settings)
+    except ConfigError as error:
+        raise pulumi.RunError(str(error)) from None
+    config = pulumi.Config(NAMESPACE)
+    secrets = {SECRET_FILES[key]: config.require_secret(key) for key in settings.managed_secrets}
+    deploy(plan, secrets)
+    pulumi.export("namespace", settings.namespace)
+    pulumi.export("phase", plan.phase.name)
+    pulumi.export("replicas", replica_table(plan))
+    pulumi.export("sharedConfigMap", plan.shared.configmap_name)

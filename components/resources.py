@@ -1,0 +1,91 @@
+"""The Pulumi components: config (namespace, secret, ConfigMaps, media claim), main, one per worker class.
+
+Thin by design: every manifest comes from the plan; these classes only register it, give every child
+`parent=self`, and map the plan's rollout rules onto resource options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+
+from components import kube
+from components.plan import Plan, Workload
+
+
+@dataclass(frozen=True)
+class ConfigArgs:
+    plan: Plan
+    secret_values: Mapping[str, pulumi.Output[str]]
+    """Secret file name → value, for the managed Secret; empty with synapse:existingSecret."""
+
+
+class SynapseConfig(pulumi.ComponentResource):
+    """Everything the processes read: namespace, secrets, the content-addressed ConfigMaps, media claim."""
+
+    def __init__(self, name: str, args: ConfigArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("synapse:config:SynapseConfig", name, None, opts)
+        plan = args.plan
+        after: list[pulumi.Resource] = []
+        self.resources: list[pulumi.CustomResource] = []
+        for manifest in plan.base_manifests:
+            opts_for = pulumi.ResourceOptions(parent=self, depends_on=list(after))
+            extra = {}
+            if manifest["kind"] == "Secret":
+                extra["string_data"] = dict(sorted(args.secret_values.items()))
+            resource = kube.create(manifest["metadata"]["name"], manifest, opts_for, **extra)
+            if manifest["kind"] == "Namespace":
+                after.append(resource)
+            self.resources.append(resource)
+        for config_file, manifest in zip(plan.config_files, plan.configmaps(), strict=True):
+            # A stable logical name per part: new content shows as a replacement of the same resource.
+            self.resources.append(
+                kube.create(
+                    f"synapse-{config_file.part}-config",
+                    manifest,
+                    pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+                )
+            )
+        self.register_outputs({"configmaps": [f.configmap_name for f in plan.config_files]})
+
+
+@dataclass(frozen=True)
+class WorkloadArgs:
+    workload: Workload
+    depends_on: Sequence[pulumi.Resource]
+
+
+class _SynapseWorkload(pulumi.ComponentResource):
+    """A workload (StatefulSet or Deployment), its Service and, for autoscaled classes, its HPA."""
+
+    TYPE = ""
+
+    def __init__(self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(self.TYPE, name, None, opts)
+        workload = args.workload
+        rules = workload.rules
+        after = list(args.depends_on)
+        workload_opts = pulumi.ResourceOptions(
+            parent=self,
+            depends_on=after,
+            ignore_changes=["spec.replicas"] if rules.ignore_replicas else None,
+            replacement_trigger=rules.replacement_trigger,
+            delete_before_replace=True if rules.replacement_trigger is not None else None,
+        )
+        first, *rest = workload.manifests
+        self.workload = kube.create(first["metadata"]["name"], first, workload_opts)
+        self.children: list[pulumi.CustomResource] = [self.workload]
+        for manifest in rest:
+            child_opts = pulumi.ResourceOptions(parent=self, depends_on=after)
+            self.children.append(kube.create(manifest["metadata"]["name"], manifest, child_opts))
+        self.register_outputs({"name": workload.name, "kind": first["kind"]})
+
+
+class MainProcess(_SynapseWorkload):
+    TYPE = "synapse:main:MainProcess"
+
+
+class WorkerClassComponent(_SynapseWorkload):
+    TYPE = "synapse:workers:WorkerClass"
