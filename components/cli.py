@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from components.errors import ConfigError
-from components.mock_runtime import PROJECT_DIR
 from components.plan import Plan, build_plan
-from components.render import render_stack, write
 from components.report import plan_json, plan_table
 from components.settings import NAMESPACE, load_settings
-from components.stack_config import StackFileError, read_stack_file
+from components.stack_config import PROJECT_DIR, StackFileError, read_stack_file
 
 OVERRIDES = {"ccu": "ccu", "messages_per_second": "messagesPerSecond"}
 """Command-line flags that stand in for a stack setting, by argparse dest → config key."""
@@ -85,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plan":
             sys.stdout.write(json.dumps(plan_json(plan), indent=2) + "\n" if args.json else plan_table(plan))
             return 0
+        # Imported here: the Pulumi SDK is only needed to render, and `plan` should answer at once.
+        from components.render import render_stack, write  # noqa: PLC0415
+
         rendered = render_stack(args.stack, values, secret_keys)
         write(rendered, args.out)
         print(

@@ -12,15 +12,15 @@ import asyncio
 import runpy
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.stack_config import PROJECT_DIR
+
 PROJECT = "synapse-workers"
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 REDACTED = "<redacted>"
@@ -46,7 +46,9 @@ def restore(value: Any, path: str, secrets: list[str]) -> Any:
     if isinstance(value, dict):
         if value.get(SECRET_SIG_KEY) == SECRET_SIG:
             secrets.append(path)
-            return REDACTED
+            inner = value.get("value")
+            # Keep a secret map's keys (which file holds which secret) and drop only the values.
+            return {k: REDACTED for k in sorted(inner)} if isinstance(inner, dict) else REDACTED
         return {k: restore(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
     if isinstance(value, list):
         return [restore(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
@@ -84,9 +86,13 @@ def run_program(
     secret_keys: Set[str] = frozenset(),
     program: Callable[[], None] | None = None,
     preview: bool = False,
+    mocks: RecordingMocks | None = None,
 ) -> list[Registered]:
-    """Run `program` (by default the project's `__main__.py`) under mocks with this config."""
-    mocks = RecordingMocks()
+    """Run `program` (by default the project's `__main__.py`) under mocks with this config.
+
+    Pass `mocks` to keep what was registered even when the program fails.
+    """
+    mocks = mocks or RecordingMocks()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -34,8 +34,13 @@ class Workload:
     rules: ResourceRules
     manifests: tuple[k8s.Manifest, ...]
     """The workload first, then its Service, then its HPA if any."""
-    process_configs: tuple[tuple[str, str], ...]
-    """(file name, merged config) per process; one sample for a Deployment."""
+    shared: ConfigFile
+    processes: tuple[tuple[str, str | None], ...]
+    """(file name, worker_name) per process; main has none, a Deployment one sample."""
+
+    def process_configs(self) -> tuple[tuple[str, str], ...]:
+        """(file name, merged config) per process; built on demand, as only tests and reviews need it."""
+        return tuple((name, merged_process_config(self.shared, self.config, worker)) for name, worker in self.processes)
 
     @property
     def name(self) -> str:
@@ -108,7 +113,8 @@ def _main_workload(settings: Settings, shared: ConfigFile) -> Workload:
             k8s.statefulset(settings, MAIN_WORKLOAD, MAIN, 1, template),
             k8s.service(settings, MAIN_WORKLOAD, MAIN, replication=True, headless=True),
         ),
-        process_configs=((f"{MAIN_POD}.yaml", merged_process_config(shared, own, None)),),
+        shared=shared,
+        processes=((f"{MAIN_POD}.yaml", None),),
     )
 
 
@@ -132,16 +138,13 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
             k8s.service(settings, name, spec.name, replication=False, headless=False),
             k8s.hpa(settings, name, spec.name, size.min_replicas, size.max_replicas),
         )
-        sample = f"{name}-sample"
-        process_configs: tuple[tuple[str, str], ...] = ((f"{name}.yaml", merged_process_config(shared, own, sample)),)
+        processes: tuple[tuple[str, str | None], ...] = ((f"{name}.yaml", f"{name}-sample"),)
     else:
         objects = (
             k8s.statefulset(settings, name, spec.name, size.replicas, template),
             k8s.service(settings, name, spec.name, replication=spec.needs_instance_map, headless=True),
         )
-        process_configs = tuple(
-            (f"{pod}.yaml", merged_process_config(shared, own, pod)) for pod in topology.members[spec.name]
-        )
+        processes = tuple((f"{pod}.yaml", pod) for pod in topology.members[spec.name])
     return Workload(
         part=spec.name,
         spec=spec,
@@ -149,7 +152,8 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
         config=own,
         rules=rules_for(spec, topology.members.get(spec.name, ())),
         manifests=objects,
-        process_configs=process_configs,
+        shared=shared,
+        processes=processes,
     )
 
 

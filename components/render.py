@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.mock_runtime import REDACTED, Registered, run_program
-from components.synapse_config import to_yaml
+from components.synapse_config import from_yaml, to_yaml
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def _volume_configmap(template: Mapping[str, Any], volume: str) -> str:
 def process_configs(objects: list[dict[str, Any]]) -> dict[str, str]:
     """Merge, per process, the files its pod mounts, as Synapse merges several `-c` files."""
     configmaps = {
-        o["metadata"]["name"]: next(iter(yaml.safe_load(v) for v in o["data"].values()))
+        o["metadata"]["name"]: next(iter(from_yaml(v) for v in o["data"].values()))
         for o in objects
         if o["kind"] == "ConfigMap"
     }

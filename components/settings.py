@@ -215,7 +215,10 @@ def _from_validation_error(stack: str, error: ValidationError, data: Mapping[str
         return ConfigError(stack, _key_of(loc), first["input"], _allowed(loc), "unknown key")
     if loc[:1] == ("workers",) and len(loc) >= 2 and loc[-1] == "[key]":
         return ConfigError(stack, _key_of(loc), loc[1], "worker classes " + ", ".join(CLASS_NAMES), "unknown class")
-    problem = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        problem = "out of range"
+    else:
+        problem = str(first["msg"]).removeprefix("Value error, ")
     return ConfigError(stack, _key_of(loc), first["input"], _allowed(loc), problem)
 
 

@@ -15,6 +15,9 @@ from typing import Any
 
 import yaml
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+"""Where `Pulumi.yaml` and the `Pulumi.<stack>.yaml` files live."""
+
 SECRET_PLACEHOLDER = "[secret: decrypted only by the Pulumi CLI]"
 
 

@@ -111,14 +111,33 @@ def class_config(settings: Settings, spec: WorkerClass) -> dict[str, Any]:
     }
 
 
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml when present (a prod render dumps hundreds of files); never aliases, which Synapse
+    and reviewers would have to resolve by hand."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _text_block(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    """Multi-line text (a config file inside a ConfigMap) as a literal block, readable in review."""
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _text_block)
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def to_yaml(data: Any) -> str:
     """Byte-stable YAML: keys sorted, no aliases, block style."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=120)
 
-    class _NoAliases(yaml.SafeDumper):
-        def ignore_aliases(self, data: Any) -> bool:
-            return True
 
-    return yaml.dump(data, Dumper=_NoAliases, sort_keys=True, default_flow_style=False, width=120)
+def from_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 def content_hash(*parts: str) -> str:
@@ -149,8 +168,8 @@ class ConfigFile:
 def merged_process_config(shared: ConfigFile, own: ConfigFile, worker_name: str | None) -> str:
     """The config one process ends up with, merged top-level as Synapse merges several `-c` files."""
     merged: dict[str, Any] = {}
-    merged.update(yaml.safe_load(shared.text))
-    merged.update(yaml.safe_load(own.text))
+    merged.update(from_yaml(shared.text))
+    merged.update(from_yaml(own.text))
     if worker_name is not None:
         merged["worker_name"] = worker_name
     return to_yaml(merged)

@@ -1,0 +1,44 @@
+"""Shared test inputs: a valid stack config in the form the Pulumi CLI hands to a program."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.settings import SECRET_FILES, Settings, load_settings
+
+SECRET_KEYS = frozenset(f"synapse:{k}" for k in SECRET_FILES if k != "redisPassword")
+"""Pulumi-secret config keys a stack without synapse:existingSecret needs."""
+
+
+def secret_values() -> dict[str, str]:
+    """Recognisable secret values, so a leak scan can look for them."""
+    return {key: f"LEAKCHECK-{key.split(':')[1]}-7f3a" for key in sorted(SECRET_KEYS)}
+
+
+def base_values(**overrides: Any) -> dict[str, str]:
+    """A minimal valid stack config; keyword overrides are config keys without the namespace."""
+    values: dict[str, Any] = {
+        "ccu": "1000",
+        "serverName": "example.org",
+        "postgres": {"host": "pg.example.org"},
+        "redis": {"host": "redis.example.org"},
+        "existingSecret": "synapse-secrets",
+    }
+    values.update(overrides)
+    return {
+        f"synapse:{k}": json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+        for k, v in values.items()
+        if v is not None
+    }
+
+
+def settings_for(**overrides: Any) -> Settings:
+    return load_settings("test", base_values(**overrides))
+
+
+@pytest.fixture
+def make_settings() -> Any:
+    return settings_for

@@ -1,0 +1,205 @@
+"""The Pulumi program under Pulumi's own mock runtime: what `pulumi up` would register, and when main rolls."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from components.mock_runtime import RecordingMocks, run_program
+from components.plan import build_plan
+from components.settings import load_settings
+from tests.conftest import SECRET_KEYS, base_values, secret_values
+from tests.mocks import Run, run, stack_values
+
+STATEFUL = {
+    "event-persister",
+    "media-repository",
+    "typing-writer",
+    "todevice-writer",
+    "receipts-writer",
+    "presence-writer",
+}
+AUTOSCALED = {"synchrotron", "generic-worker"}
+
+
+@pytest.fixture(scope="module", params=["staging", "prod"])
+def stack_run(request: pytest.FixtureRequest) -> tuple[str, Run]:
+    values, secret_keys = stack_values(request.param)
+    return request.param, run(request.param, values, secret_keys)
+
+
+def shared_config(result: Run) -> dict[str, Any]:
+    main = result.one("StatefulSet", "synapse-main")
+    volumes = main["spec"]["template"]["spec"]["volumes"]
+    name = next(v["configMap"]["name"] for v in volumes if v["name"] == "config-shared")
+    loaded: dict[str, Any] = yaml.safe_load(result.configmap_text(name))
+    return loaded
+
+
+def test_kinds_and_names(stack_run: tuple[str, Run]) -> None:
+    stack, result = stack_run
+    deployments = {o["metadata"]["name"] for o in result.objects("Deployment")}
+    statefulsets = {o["metadata"]["name"] for o in result.objects("StatefulSet")}
+    assert deployments == {f"synapse-{c}" for c in AUTOSCALED}
+    assert statefulsets == {"synapse-main"} | {f"synapse-{c}" for c in STATEFUL}
+    services = {o["metadata"]["name"] for o in result.objects("Service")}
+    assert services == deployments | statefulsets
+    namespaces = {o["metadata"]["namespace"] for o in result.objects() if o["kind"] != "Namespace"}
+    expected_namespace = "matrix-staging" if stack == "staging" else "matrix"
+    assert namespaces == {expected_namespace}
+
+
+def test_hpas_only_on_deployments(stack_run: tuple[str, Run]) -> None:
+    _, result = stack_run
+    hpas = result.objects("HorizontalPodAutoscaler")
+    assert {h["spec"]["scaleTargetRef"]["kind"] for h in hpas} == {"Deployment"}
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas} == {f"synapse-{c}" for c in AUTOSCALED}
+    for hpa in hpas:
+        spec = hpa["spec"]
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 300
+        assert spec["metrics"][0]["resource"]["target"]["averageUtilization"] == 65
+        deployment = result.one("Deployment", spec["scaleTargetRef"]["name"])
+        assert deployment["spec"]["replicas"] == spec["minReplicas"]
+        assert spec["maxReplicas"] >= spec["minReplicas"]
+
+
+def test_statefulset_services_are_headless(stack_run: tuple[str, Run]) -> None:
+    _, result = stack_run
+    for sts in result.objects("StatefulSet"):
+        svc = result.one("Service", sts["spec"]["serviceName"])
+        assert svc["spec"]["clusterIP"] == "None"
+
+
+def test_prod_replicas_follow_the_guide_formulas() -> None:
+    values, secret_keys = stack_values("prod")
+    result = run("prod", values, secret_keys)
+    ccu = int(values["synapse:ccu"])
+    assert result.one("Deployment", "synapse-synchrotron")["spec"]["replicas"] == math.ceil(ccu / 250)
+    assert result.one("HorizontalPodAutoscaler", "synapse-synchrotron")["spec"]["maxReplicas"] == math.ceil(
+        ccu * 2 / 250
+    )
+    assert result.one("StatefulSet", "synapse-event-persister")["spec"]["replicas"] == math.ceil(800 / 50)
+    assert result.one("StatefulSet", "synapse-media-repository")["spec"]["replicas"] == math.ceil(ccu / 1000)
+    assert result.one("StatefulSet", "synapse-receipts-writer")["spec"]["replicas"] == math.ceil(ccu / 2000)
+    for single in ("typing-writer", "todevice-writer", "presence-writer"):
+        assert result.one("StatefulSet", f"synapse-{single}")["spec"]["replicas"] == 1
+    assert result.one("StatefulSet", "synapse-main")["spec"]["replicas"] == 1
+    # Replica counts are integers again, not the floats protobuf hands the mocks.
+    assert isinstance(result.one("StatefulSet", "synapse-main")["spec"]["replicas"], int)
+
+
+def test_topology_names_exactly_the_statefulset_pods(stack_run: tuple[str, Run]) -> None:
+    stack, result = stack_run
+    config = shared_config(result)
+    namespace = "matrix-staging" if stack == "staging" else "matrix"
+    pods = {
+        o["metadata"]["name"]: [f"{o['metadata']['name']}-{i}" for i in range(o["spec"]["replicas"])]
+        for o in result.objects("StatefulSet")
+    }
+    writers = {
+        "events": "synapse-event-persister",
+        "typing": "synapse-typing-writer",
+        "to_device": "synapse-todevice-writer",
+        "receipts": "synapse-receipts-writer",
+        "presence": "synapse-presence-writer",
+    }
+    assert set(config["stream_writers"]) == set(writers)
+    for stream, workload in writers.items():
+        assert config["stream_writers"][stream] == pods[workload], stream
+    expected_map = {"main"} | {pod for workload in writers.values() for pod in pods[workload]}
+    assert set(config["instance_map"]) == expected_map
+    for name, entry in config["instance_map"].items():
+        pod = "synapse-main-0" if name == "main" else name
+        service = pod.rsplit("-", 1)[0]
+        assert entry == {"host": f"{pod}.{service}.{namespace}.svc.cluster.local", "port": 9093}
+    assert config["media_instance_running_background_jobs"] == pods["synapse-media-repository"][0]
+    assert config["federation_sender_instances"] == []
+
+
+def test_every_worker_gets_its_pod_name_as_worker_name(stack_run: tuple[str, Run]) -> None:
+    _, result = stack_run
+    for kind in ("StatefulSet", "Deployment"):
+        for workload in result.objects(kind):
+            container = workload["spec"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e for e in container["env"]}
+            assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+            script = " ".join(container["command"])
+            if workload["metadata"]["name"] == "synapse-main":
+                assert "synapse.app.homeserver" in script
+            else:
+                assert "worker_name: %s" in script and '"$POD_NAME"' in script
+                assert "synapse.app.generic_worker" in script
+
+
+def test_federation_enabled_adds_senders_and_federation_listeners() -> None:
+    values, secret_keys = stack_values("prod", federation=json.dumps({"enabled": True, "servers": 200}))
+    result = run("prod", values, secret_keys)
+    senders = result.one("StatefulSet", "synapse-federation-sender")
+    assert senders["spec"]["replicas"] == 4
+    config = shared_config(result)
+    assert config["federation_sender_instances"] == [f"synapse-federation-sender-{i}" for i in range(4)]
+    assert "federation_domain_whitelist" not in config
+
+
+def _main_statefulset(values: dict[str, str]) -> str:
+    result = run("prod", values, frozenset())
+    return json.dumps(result.one("StatefulSet", "synapse-main"), sort_keys=True)
+
+
+def test_adding_an_event_persister_changes_mains_pod_template() -> None:
+    before_values = base_values(ccu="5000")  # 200 msg/s → 4 persisters
+    after_values = base_values(ccu="5100")  # 204 msg/s → 5 persisters
+    before = load_settings("prod", before_values)
+    after = load_settings("prod", after_values)
+    assert (
+        build_plan(after).topology.members["event-persister"] != build_plan(before).topology.members["event-persister"]
+    )
+    assert _main_statefulset(before_values) != _main_statefulset(after_values)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"hpa": {"targetCpuUtilization": 70}},
+        {"hpa": {"headroom": 3}},
+        {"workers": {"synchrotron": {"minReplicas": 9}}},
+        {"workers": {"generic-worker": {"replicas": 7, "maxReplicas": 40}}},
+        {"workers": {"media-repository": {"replicas": 6}}},
+        {"workers": {"synchrotron": {"resources": {"requests": {"cpu": "750m"}}}}},
+    ],
+)
+def test_a_change_main_does_not_read_leaves_it_byte_identical(change: dict[str, Any]) -> None:
+    baseline = base_values(ccu="5000")
+    changed = base_values(ccu="5000", **change)
+    assert baseline != changed
+    assert _main_statefulset(baseline) == _main_statefulset(changed)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"ccu": "-3"}, {"workers": {"typing-writer": {"replicas": 2}}}, {"bogus": "1"}],
+)
+def test_bad_config_stops_before_anything_is_registered(bad: dict[str, Any]) -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError, match="stack 'prod': synapse:"):
+        run_program("prod", base_values(**bad), mocks=mocks)
+    assert mocks.registered == []
+
+
+def test_managed_secret_carries_pulumi_secrets_and_nothing_else_does() -> None:
+    values = {**base_values(existingSecret=None), **secret_values()}
+    result = run("prod", values, SECRET_KEYS)
+    secret = result.resource("Secret", "synapse-secrets")
+    assert secret.secret_paths == ("stringData",)
+    everything_else = json.dumps([r.inputs for r in result.registered if r is not secret])
+    for value in secret_values().values():
+        assert value not in everything_else
+    pod = result.one("StatefulSet", "synapse-main")["spec"]["template"]["spec"]
+    secret_volume = next(v for v in pod["volumes"] if v["name"] == "secrets")
+    assert secret_volume["secret"]["secretName"] == "synapse-secrets"
