@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine (Python 3.11, make): `make plan STACK=prod` and `make test`.
+# Each creates ./venv on first use (the virtualenv Pulumi.yaml names) and installs what it needs.
+VENV ?= venv
+PY := $(VENV)/bin/python
+STACK ?= prod
+OUT ?= out/$(STACK)
+
+.PHONY: plan test lint
+
+$(VENV)/.run-deps: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: $(VENV)/.run-deps requirements-dev.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+plan: $(VENV)/.run-deps
+	$(PY) -m components plan --stack $(STACK)
+	$(PY) -m components render --stack $(STACK) --out $(OUT)
+
+lint: $(VENV)/.dev-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest
