@@ -1,0 +1,83 @@
+"""Rollout rules reach the resource options. Mocks never see options, so creation is intercepted here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from components import kube
+from components.mock_runtime import run_program
+from tests.conftest import base_values
+
+
+@pytest.fixture(scope="module")
+def options() -> dict[tuple[str, str], pulumi.ResourceOptions]:
+    """Every Kubernetes resource the program creates, by (kind, name), with the options it was given."""
+    seen: dict[tuple[str, str], pulumi.ResourceOptions] = {}
+    original = kube.create
+
+    def recording(
+        logical_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any
+    ) -> pulumi.CustomResource:
+        seen[(manifest["kind"], manifest["metadata"]["name"])] = opts
+        return original(logical_name, manifest, opts, **extra)
+
+    kube.create = recording
+    try:
+        run_program("prod", base_values(ccu="5000", federation={"enabled": True, "servers": 120}))
+    finally:
+        kube.create = original
+    return seen
+
+
+def _depends_on_names(opts: pulumi.ResourceOptions) -> set[str]:
+    deps = opts.depends_on
+    assert isinstance(deps, list)
+    return {d._name for d in deps if isinstance(d, pulumi.Resource)}
+
+
+def test_hash_sharded_sets_are_replaced_delete_first_on_membership(options: dict[Any, pulumi.ResourceOptions]) -> None:
+    persisters = options[("StatefulSet", "synapse-event-persister")]
+    assert persisters.replacement_trigger == ",".join(f"synapse-event-persister-{i}" for i in range(4))
+    assert persisters.delete_before_replace is True
+    senders = options[("StatefulSet", "synapse-federation-sender")]
+    assert (
+        senders.replacement_trigger
+        == "synapse-federation-sender-0,synapse-federation-sender-1,synapse-federation-sender-2"
+    )
+    assert senders.delete_before_replace is True
+
+
+def test_other_workloads_are_never_replaced(options: dict[Any, pulumi.ResourceOptions]) -> None:
+    for name in ("synapse-main", "synapse-receipts-writer", "synapse-typing-writer", "synapse-media-repository"):
+        opts = options[("StatefulSet", name)]
+        assert opts.replacement_trigger is None, name
+        assert not opts.delete_before_replace, name
+
+
+def test_hpa_owns_deployment_replicas(options: dict[Any, pulumi.ResourceOptions]) -> None:
+    for name in ("synapse-synchrotron", "synapse-generic-worker"):
+        assert options[("Deployment", name)].ignore_changes == ["spec.replicas"]
+    assert not options[("StatefulSet", "synapse-event-persister")].ignore_changes
+
+
+def test_rollout_order_config_then_writers_then_main_then_readers(options: dict[Any, pulumi.ResourceOptions]) -> None:
+    writers = {
+        "synapse-event-persister",
+        "synapse-federation-sender",
+        "synapse-typing-writer",
+        "synapse-todevice-writer",
+        "synapse-receipts-writer",
+        "synapse-presence-writer",
+    }
+    for name in writers:
+        assert _depends_on_names(options[("StatefulSet", name)]) == {"synapse-config"}, name
+    assert _depends_on_names(options[("StatefulSet", "synapse-main")]) == {"synapse-config"} | writers
+    for kind, name in (
+        ("Deployment", "synapse-synchrotron"),
+        ("Deployment", "synapse-generic-worker"),
+        ("StatefulSet", "synapse-media-repository"),
+    ):
+        assert _depends_on_names(options[(kind, name)]) == {"synapse-config", "synapse-main"} | writers, name
