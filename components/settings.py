@@ -123,6 +123,25 @@ class Media(_Model):
     storage_class: DnsSubdomain | None = Field(None, description="a StorageClass name")
 
 
+class Monitoring(_Model):
+    enabled: Flag = Field(
+        False, description="true to emit ServiceMonitors and PrometheusRules (the Prometheus Operator CRDs must exist)"
+    )
+    namespace: DnsLabel = Field(
+        "monitoring", description="the namespace Prometheus scrapes from (a DNS label); only it may reach port 9090"
+    )
+    labels: dict[Text, Text] = Field(
+        default_factory=dict, description="extra labels for the ServiceMonitors and rules, e.g. {release: prometheus}"
+    )
+
+
+class Router(_Model):
+    host: Hostname | None = Field(None, description="the public host name of the Ingress; defaults to serverName")
+    ingress_class_name: DnsSubdomain | None = Field(None, description="an IngressClass name")
+    tls_secret: DnsSubdomain | None = Field(None, description="the name of a TLS Secret for the Ingress")
+    replicas: WholeNumber = Field(2, ge=1, le=100, description="a whole number from 1 to 100")
+
+
 class Settings(_Model):
     """Everything the plan needs, already checked."""
 
@@ -148,6 +167,8 @@ class Settings(_Model):
     postgres: Postgres = Field(description="an object with host (required), port, database, user")
     redis: Redis = Field(description="an object with host (required), port, auth")
     media: Media = Media()
+    monitoring: Monitoring = Monitoring()
+    router: Router = Router()
     existing_secret: DnsSubdomain | None = Field(
         None, description="the name of an existing Kubernetes Secret (a DNS subdomain name)"
     )
@@ -162,7 +183,7 @@ class Settings(_Model):
         return self.existing_secret or "synapse-secrets"
 
 
-OBJECT_KEYS = frozenset({"federation", "workers", "hpa", "postgres", "redis", "media"})
+OBJECT_KEYS = frozenset({"federation", "workers", "hpa", "postgres", "redis", "media", "monitoring", "router"})
 TOP_LEVEL_KEYS = tuple(
     sorted(
         {to_camel(name) for name in Settings.model_fields if name not in ("stack", "managed_secrets")}
