@@ -94,6 +94,27 @@ ImageRef = Annotated[
         "an image reference with a tag or digest",
     ),
 ]
+_SUFFIXES = {
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+}
+
+
+def quantity(text: str) -> Decimal:
+    """A Kubernetes quantity's value, for comparing a request with its limit."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", text)
+    if match is None or (match.group(2) and match.group(2) not in _SUFFIXES):
+        raise ValueError(f"not a quantity: {text}")
+    return Decimal(match.group(1)) * _SUFFIXES.get(match.group(2), Decimal(1))
+
+
 Quantity = Annotated[
     Text,
     _matching(r"\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?", "a Kubernetes quantity such as 500m or 2Gi"),

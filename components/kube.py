@@ -20,6 +20,7 @@ _CLASSES: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "PersistentVolumeClaim"): ("pulumi_kubernetes.core.v1", "PersistentVolumeClaim"),
     ("apps/v1", "StatefulSet"): ("pulumi_kubernetes.apps.v1", "StatefulSet"),
     ("apps/v1", "Deployment"): ("pulumi_kubernetes.apps.v1", "Deployment"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("pulumi_kubernetes.networking.v1", "NetworkPolicy"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (
         "pulumi_kubernetes.autoscaling.v2",
         "HorizontalPodAutoscaler",

@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components import manifests as k8s
+from components.config_types import quantity
+from components.errors import ConfigError
+from components.network_policy import network_policies
 from components.rollout import MAIN, ResourceRules, rules_for
-from components.settings import Settings
+from components.settings import NAMESPACE, ResourceOverride, Settings
 from components.sizing import ClassSize, Load, Phase, phase_of, size_all
 from components.synapse_config import (
     ConfigFile,
@@ -86,23 +89,41 @@ class Plan:
         )
 
 
-def _resources(settings: Settings, spec: WorkerClass) -> Resources:
-    pin = settings.pin(spec.name)
-    base = spec.resources
-    if pin is None or pin.resources is None:
+def _resources(settings: Settings, key: str, base: Resources, override: ResourceOverride | None) -> Resources:
+    """The class's defaults with the stack's overrides; a request above its limit is refused here,
+    since Kubernetes would refuse the whole workload at apply time."""
+    if override is None:
         return base
-    r = pin.resources
-    return Resources(
-        cpu_request=r.requests.cpu or base.cpu_request,
-        memory_request=r.requests.memory or base.memory_request,
-        cpu_limit=r.limits.cpu or base.cpu_limit,
-        memory_limit=r.limits.memory or base.memory_limit,
+    merged = Resources(
+        cpu_request=override.requests.cpu or base.cpu_request,
+        memory_request=override.requests.memory or base.memory_request,
+        cpu_limit=override.limits.cpu or base.cpu_limit,
+        memory_limit=override.limits.memory or base.memory_limit,
     )
+    for what, request, limit in (
+        ("cpu", merged.cpu_request, merged.cpu_limit),
+        ("memory", merged.memory_request, merged.memory_limit),
+    ):
+        if quantity(request) > quantity(limit):
+            raise ConfigError(
+                settings.stack,
+                f"{key}.resources.requests.{what}",
+                request,
+                f"a request no larger than the limit ({limit})",
+                "request above limit",
+            )
+    return merged
+
+
+def _override(settings: Settings, spec: WorkerClass) -> ResourceOverride | None:
+    pin = settings.pin(spec.name)
+    return None if pin is None else pin.resources
 
 
 def _main_workload(settings: Settings, shared: ConfigFile) -> Workload:
     own = ConfigFile(MAIN, to_yaml(main_config(settings)))
-    template = k8s.pod_template(settings, MAIN, shared, own, MAIN_RESOURCES, replication=True, media=False)
+    resources = _resources(settings, f"{NAMESPACE}:main", MAIN_RESOURCES, settings.main.resources)
+    template = k8s.pod_template(settings, MAIN, shared, own, resources, replication=True, media=False)
     return Workload(
         part=MAIN,
         spec=None,
@@ -126,7 +147,7 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
         spec.name,
         shared,
         own,
-        _resources(settings, spec),
+        _resources(settings, f"{NAMESPACE}:workers.{spec.name}", spec.resources, _override(settings, spec)),
         replication=spec.needs_instance_map,
         media=spec.name == "media-repository",
     )
@@ -172,6 +193,7 @@ def build_plan(settings: Settings) -> Plan:
         base.append(k8s.secret_shell(settings))
     if settings.media.create_claim:
         base.append(k8s.media_claim(settings))
+    base.extend(network_policies(settings))
     return Plan(
         settings=settings,
         load=load,

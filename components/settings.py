@@ -87,6 +87,10 @@ class WorkerOverride(_Model):
     resources: ResourceOverride | None = None
 
 
+class MainProcessSettings(_Model):
+    resources: ResourceOverride | None = None
+
+
 class Federation(_Model):
     enabled: Flag = Field(False, description="true or false")
     servers: WholeNumber | None = Field(
@@ -156,6 +160,7 @@ class Settings(_Model):
         default_factory=dict, description="worker classes: " + ", ".join(CLASS_NAMES)
     )
     hpa: Hpa = Hpa()
+    main: MainProcessSettings = MainProcessSettings()
     namespace: DnsLabel = Field("matrix", description="a Kubernetes namespace (a DNS label)")
     create_namespace: Flag = Field(True, description="true or false")
     image: ImageRef = Field(
@@ -183,7 +188,7 @@ class Settings(_Model):
         return self.existing_secret or "synapse-secrets"
 
 
-OBJECT_KEYS = frozenset({"federation", "workers", "hpa", "postgres", "redis", "media", "monitoring", "router"})
+OBJECT_KEYS = frozenset({"federation", "workers", "hpa", "main", "postgres", "redis", "media", "monitoring", "router"})
 TOP_LEVEL_KEYS = tuple(
     sorted(
         {to_camel(name) for name in Settings.model_fields if name not in ("stack", "managed_secrets")}
