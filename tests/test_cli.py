@@ -196,3 +196,12 @@ def test_render_redacts_secrets_from_a_stack_file_with_secure_values(tmp_path: P
     assert "signing.key" in secret["stringData"]
     everything = "".join(p.read_text() for p in out.rglob("*.yaml"))
     assert "AAAABBBBCCCC" not in everything
+
+
+def test_unreadable_stack_file_is_one_clear_line(tmp_path: Path) -> None:
+    # Root reads any file whatever its mode, so a folder in the file's place stands for "unreadable".
+    (tmp_path / "Pulumi.test.yaml").mkdir()
+    done = cli("plan", "--stack", "test", "--project-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "Pulumi.test.yaml: cannot read it" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
