@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from components.errors import ConfigError
+from components.overrides import LoadChange, apply, name_flag
 from components.plan import Plan, build_plan
 from components.report import plan_json, plan_table
-from components.settings import NAMESPACE, load_settings
+from components.settings import load_settings
 from components.stack_config import PROJECT_DIR, StackFileError, read_stack_file
-
-OVERRIDES = {"ccu": "ccu", "messages_per_second": "messagesPerSecond"}
-"""Command-line flags that stand in for a stack setting, by argparse dest → config key."""
+from components.whatif import compare, whatif_json, whatif_table
 
 
 class UsageError(Exception):
@@ -30,6 +29,13 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _parse_pin(text: str) -> tuple[str, str]:
+    name, sep, replicas = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected CLASS=REPLICAS, got {text!r}")
+    return name, replicas
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,40 +54,60 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
         if name == "plan":
             command.add_argument("--json", action="store_true", help="print JSON instead of a table")
+            command.add_argument("--to-ccu", dest="to_ccu", help="what-if: compare with this CCU")
+            command.add_argument("--to-messages-per-second", dest="to_messages_per_second", help="what-if")
+            command.add_argument("--to-federated-servers", dest="to_federated_servers", help="what-if")
         else:
             command.add_argument("--out", type=Path, required=True, help="folder to write into")
     return parser
 
 
-def _config(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[str], dict[str, str]]:
-    values, secret_keys = read_stack_file(args.stack, args.project_dir / f"Pulumi.{args.stack}.yaml")
-    flags: dict[str, str] = {}
-    for dest, key in OVERRIDES.items():
-        given = getattr(args, dest)
-        if given is not None:
-            values[f"{NAMESPACE}:{key}"] = given
-            flags[f"{NAMESPACE}:{key}"] = "--" + dest.replace("_", "-")
-    return values, secret_keys, flags
+def _stack_values(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[str]]:
+    return read_stack_file(args.stack, args.project_dir / f"Pulumi.{args.stack}.yaml")
 
 
-def _plan(args: argparse.Namespace) -> tuple[Plan, dict[str, str], frozenset[str]]:
-    values, secret_keys, flags = _config(args)
+def _build(stack: str, values: dict[str, str], secret_keys: frozenset[str], named: dict[str, str]) -> Plan:
     try:
-        return build_plan(load_settings(args.stack, values, secret_keys)), values, secret_keys
+        return build_plan(load_settings(stack, values, secret_keys))
     except ConfigError as error:
-        if error.key in flags:
-            raise ConfigError(
-                error.stack, f"{flags[error.key]} (in place of {error.key})", error.value, error.allowed, error.problem
-            ) from None
-        raise
+        raise name_flag(error, named) from None
+
+
+def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], secret_keys: frozenset[str]) -> None:
+    target = LoadChange(
+        ccu=args.to_ccu,
+        messages_per_second=args.to_messages_per_second,
+        federated_servers=args.to_federated_servers,
+    )
+    result = None
+    if not target.is_empty():
+        flags = {
+            "ccu": "--to-ccu",
+            "messages_per_second": "--to-messages-per-second",
+            "federated_servers": "--to-federated-servers",
+        }
+        new_values, named = apply(values, target, flags)
+        new_plan = _build(args.stack, new_values, secret_keys, named)
+        result = compare(plan, new_plan)
+        plan = new_plan
+    if args.json:
+        document = plan_json(plan)
+        if result is not None:
+            document.update(whatif_json(result))
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stdout.write(plan_table(plan) + (whatif_table(result) if result is not None else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        plan, values, secret_keys = _plan(args)
+        values, secret_keys = _stack_values(args)
+        flags = {"ccu": "--ccu", "messages_per_second": "--messages-per-second"}
+        values, named = apply(values, LoadChange(ccu=args.ccu, messages_per_second=args.messages_per_second), flags)
+        plan = _build(args.stack, values, secret_keys, named)
         if args.command == "plan":
-            sys.stdout.write(json.dumps(plan_json(plan), indent=2) + "\n" if args.json else plan_table(plan))
+            _plan_command(args, plan, values, secret_keys)
             return 0
         # Imported here: the Pulumi SDK is only needed to render, and `plan` should answer at once.
         from components.render import render_stack, write  # noqa: PLC0415

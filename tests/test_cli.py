@@ -205,3 +205,35 @@ def test_unreadable_stack_file_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "Pulumi.test.yaml: cannot read it" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_plan_what_if_json() -> None:
+    done = cli("plan", "--stack", "prod", "--to-ccu", "25000", "--json")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["load"]["ccu"] == 25000
+    sync = plan["changes"]["synchrotron"]
+    assert (sync["old"]["replicas"], sync["new"]["replicas"]) == (80, 100)
+    assert plan["restarts"][-1] == "media-repository" and "main" in plan["restarts"]
+    assert plan["restarts"].index("event-persister") < plan["restarts"].index("main")
+    assert plan["maintenanceWindow"] is True
+
+
+def test_plan_what_if_without_restarts_needs_no_window() -> None:
+    done = cli("plan", "--stack", "staging", "--to-ccu", "600")
+    assert done.returncode == 0, done.stderr
+    assert "restarts: none" in done.stdout
+    assert "maintenance window needed: no" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--to-ccu", "-1"], "--to-ccu (in place of synapse:ccu) = -1"),
+        (["--to-federated-servers", "300"], "--to-federated-servers (in place of synapse:federation.servers)"),
+    ],
+)
+def test_plan_what_if_bad_target(args: list[str], fragment: str) -> None:
+    done = cli("plan", "--stack", "prod", *args)
+    assert done.returncode == 2
+    assert fragment in done.stderr

@@ -1,0 +1,107 @@
+"""Restart exactly what must restart, in order: the what-if comparison, on plan data and under mocks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.plan import build_plan
+from components.whatif import compare
+from tests.conftest import base_values, settings_for
+from tests.mocks import run
+
+EVERYTHING_IN_ORDER = [
+    "event-persister",
+    "federation-sender",
+    "typing-writer",
+    "todevice-writer",
+    "receipts-writer",
+    "presence-writer",
+    "main",
+    "synchrotron",
+    "generic-worker",
+    "media-repository",
+]
+BASE: dict[str, Any] = {"ccu": "3700", "federation": {"enabled": True, "servers": 100}}
+
+# (scenario, change to BASE, restarts in order, StatefulSets replaced delete-first)
+SCENARIOS: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
+    ("more synchrotrons only (ccu 3700 → 3800)", {"ccu": "3800"}, [], []),
+    ("HPA headroom", {"hpa": {"headroom": 3}}, [], []),
+    ("HPA CPU target", {"hpa": {"targetCpuUtilization": 70}}, [], []),
+    ("generic-worker pin", {"workers": {"generic-worker": {"replicas": 9}}}, [], []),
+    ("media workers scaled", {"workers": {"media-repository": {"replicas": 7}}}, [], []),
+    (
+        "a class's own setting",
+        {"workers": {"media-repository": {"resources": {"requests": {"cpu": "1"}}}}},
+        ["media-repository"],
+        [],
+    ),
+    ("main's own setting", {"main": {"resources": {"requests": {"cpu": "2"}}}}, ["main"], []),
+    ("one more receipts writer", {"workers": {"receipts-writer": {"replicas": 3}}}, EVERYTHING_IN_ORDER, []),
+    ("one more event persister", {"messagesPerSecond": "210"}, EVERYTHING_IN_ORDER, ["event-persister"]),
+    (
+        "more federation senders",
+        {"federation": {"enabled": True, "servers": 200}},
+        EVERYTHING_IN_ORDER,
+        ["federation-sender"],
+    ),
+]
+
+
+def _values(change: dict[str, Any]) -> dict[str, str]:
+    return base_values(**{**BASE, **change})
+
+
+@pytest.mark.parametrize(("scenario", "change", "restarts", "replaced"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_restarts_on_plan_data(scenario: str, change: dict[str, Any], restarts: list[str], replaced: list[str]) -> None:
+    old = build_plan(settings_for(**BASE))
+    new = build_plan(settings_for(**{**BASE, **change}))
+    result = compare(old, new)
+    assert list(result.restarts) == restarts
+    assert list(result.replaced) == replaced
+    assert result.maintenance_window is ("main" in restarts)
+
+
+def _templates(values: dict[str, str]) -> dict[str, str]:
+    registered = run("prod", values).objects()
+    return {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]: json.dumps(o["spec"]["template"], sort_keys=True)
+        for o in registered
+        if o["kind"] in ("StatefulSet", "Deployment")
+    }
+
+
+@pytest.mark.parametrize(
+    ("scenario", "change", "restarts", "replaced"),
+    [
+        s
+        for s in SCENARIOS
+        if s[0] in ("more synchrotrons only (ccu 3700 → 3800)", "a class's own setting", "one more event persister")
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_restarts_match_what_the_program_registers(
+    scenario: str, change: dict[str, Any], restarts: list[str], replaced: list[str]
+) -> None:
+    before, after = _templates(_values({})), _templates(_values(change))
+    changed = {part for part in after if before.get(part) != after[part]}
+    assert changed == set(restarts)
+
+
+def test_scale_down_of_persisters_is_a_replacement_too() -> None:
+    old = build_plan(settings_for(**{**BASE, "messagesPerSecond": "300"}))
+    new = build_plan(settings_for(**BASE))
+    assert compare(old, new).replaced == ("event-persister",)
+
+
+def test_the_synchrotron_scenario_really_changes_replicas() -> None:
+    old = build_plan(settings_for(**BASE))
+    new = build_plan(settings_for(**{**BASE, "ccu": "3800"}))
+    changes = {c.name: c for c in compare(old, new).changes}
+    # Synchrotrons 15 → 16; generic workers keep 13 but their HPA maximum (at 2 × ccu) grows 25 → 26.
+    assert set(changes) == {"synchrotron", "generic-worker"}
+    assert (changes["synchrotron"].old["replicas"], changes["synchrotron"].new["replicas"]) == (15, 16)
+    assert changes["generic-worker"].old["replicas"] == changes["generic-worker"].new["replicas"] == 13
