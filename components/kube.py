@@ -18,6 +18,8 @@ _CLASSES: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "Secret"): ("pulumi_kubernetes.core.v1", "Secret"),
     ("v1", "Service"): ("pulumi_kubernetes.core.v1", "Service"),
     ("v1", "PersistentVolumeClaim"): ("pulumi_kubernetes.core.v1", "PersistentVolumeClaim"),
+    ("batch/v1", "Job"): ("pulumi_kubernetes.batch.v1", "Job"),
+    ("policy/v1", "PodDisruptionBudget"): ("pulumi_kubernetes.policy.v1", "PodDisruptionBudget"),
     ("apps/v1", "StatefulSet"): ("pulumi_kubernetes.apps.v1", "StatefulSet"),
     ("apps/v1", "Deployment"): ("pulumi_kubernetes.apps.v1", "Deployment"),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("pulumi_kubernetes.networking.v1", "NetworkPolicy"),

@@ -211,6 +211,30 @@ def deployment(settings: Settings, name: str, component: str, replicas: int, tem
     }
 
 
+def spread_over_nodes(settings: Settings, component: str) -> dict[str, Any]:
+    """Replicas of a class on different nodes while there are nodes enough, evenly after that.
+
+    A hard anti-affinity would leave prod's 80 synchrotrons unschedulable on a 20-node cluster;
+    maxSkew 1 puts a second replica on a node only when every node already has one.
+    """
+    return {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": selector(settings, component)},
+    }
+
+
+def disruption_budget(settings: Settings, name: str, component: str) -> Manifest:
+    """Voluntary evictions (node drains, upgrades) take one replica of a class at a time."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(settings, name, component),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(settings, component)}},
+    }
+
+
 SCALE_UP_STABILIZATION_SECONDS = 300
 """The guide's best practice 2: scale only on sustained load (>70 % CPU for 5+ minutes)."""
 

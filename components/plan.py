@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components import manifests as k8s
+from components.config_check import config_check_job
 from components.config_types import quantity
 from components.errors import ConfigError
 from components.network_policy import network_policies
@@ -72,8 +73,17 @@ class Plan:
     def configmaps(self) -> tuple[k8s.Manifest, ...]:
         return tuple(k8s.configmap(self.settings, f) for f in self.config_files)
 
+    def config_check(self) -> k8s.Manifest:
+        """The Job every workload waits for: real Synapse loading every part's new config."""
+        return config_check_job(self.settings, self.shared, [w.config for w in self.workloads])
+
     def manifests(self) -> tuple[k8s.Manifest, ...]:
-        return self.base_manifests + self.configmaps() + tuple(m for w in self.workloads for m in w.manifests)
+        return (
+            self.base_manifests
+            + self.configmaps()
+            + (self.config_check(),)
+            + tuple(m for w in self.workloads for m in w.manifests)
+        )
 
     def departures(self) -> tuple[str, ...]:
         return (
@@ -152,6 +162,8 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
         media=spec.name == "media-repository",
     )
     name = spec.workload_name
+    if not spec.single_writer:
+        template["spec"]["topologySpreadConstraints"] = [k8s.spread_over_nodes(settings, spec.name)]
     if spec.kind == "Deployment":
         assert size.min_replicas is not None and size.max_replicas is not None
         objects: tuple[k8s.Manifest, ...] = (
@@ -166,6 +178,8 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
             k8s.service(settings, name, spec.name, replication=spec.needs_instance_map, headless=True),
         )
         processes = tuple((f"{pod}.yaml", pod) for pod in topology.members[spec.name])
+    if size.replicas >= 2:
+        objects += (k8s.disruption_budget(settings, name, spec.name),)
     return Workload(
         part=spec.name,
         spec=spec,

@@ -9,7 +9,14 @@ import pulumi
 
 from components.errors import ConfigError
 from components.plan import Plan, build_plan
-from components.resources import ConfigArgs, MainProcess, SynapseConfig, WorkerClassComponent, WorkloadArgs
+from components.resources import (
+    ConfigArgs,
+    ConfigCheck,
+    MainProcess,
+    SynapseConfig,
+    WorkerClassComponent,
+    WorkloadArgs,
+)
 from components.rollout import STAGES
 from components.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
 from components.stack_config import runtime_config
@@ -40,7 +47,8 @@ def replica_table(plan: Plan) -> dict[str, dict[str, Any]]:
 
 def deploy(plan: Plan, secret_values: Mapping[str, pulumi.Output[str]]) -> None:
     config = SynapseConfig("synapse-config", ConfigArgs(plan, secret_values))
-    done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config]}
+    check = ConfigCheck("synapse-config-check", plan, pulumi.ResourceOptions(depends_on=[config]))
+    done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config, check]}
     for stage in range(1, len(STAGES)):
         previous = [r for s in range(stage) for r in done.get(s, [])]
         for workload in plan.workloads:

@@ -51,6 +51,17 @@ class SynapseConfig(pulumi.ComponentResource):
         self.register_outputs({"configmaps": [f.configmap_name for f in plan.config_files]})
 
 
+class ConfigCheck(pulumi.ComponentResource):
+    """The check-config Job; workloads depend on it, and pulumi-kubernetes waits for Jobs to complete."""
+
+    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("synapse:config:ConfigCheck", name, None, opts)
+        job = plan.config_check()
+        after = list(opts.depends_on) if opts is not None and isinstance(opts.depends_on, list) else []
+        self.job = kube.create("synapse-config-check", job, pulumi.ResourceOptions(parent=self, depends_on=after))
+        self.register_outputs({"job": job["metadata"]["name"]})
+
+
 @dataclass(frozen=True)
 class WorkloadArgs:
     workload: Workload

@@ -210,3 +210,27 @@ def test_no_secret_value_in_manifests_configs_outputs_or_logs(
     for value in secret_values().values():
         assert all(value not in text for text in texts), value
     assert rendered.manifests["secret-synapse-secrets.yaml"].count("<redacted>") == len(SECRET_KEYS)
+
+
+def test_disruption_budgets_for_every_class_with_two_or_more_replicas() -> None:
+    plan = build_plan(settings_for(ccu="20000", federation={"enabled": True, "servers": 100}))
+    budgets = {m["metadata"]["name"]: m for m in plan.manifests() if m["kind"] == "PodDisruptionBudget"}
+    expected = {w.name for w in plan.workloads if w.size is not None and w.size.replicas >= 2}
+    assert expected == set(budgets)
+    assert {"synapse-main", "synapse-typing-writer"}.isdisjoint(budgets)
+    for name, budget in budgets.items():
+        workload = next(w for w in plan.workloads if w.name == name).manifests[0]
+        assert budget["spec"]["selector"] == workload["spec"]["selector"]
+        assert budget["spec"]["maxUnavailable"] == 1
+
+
+def test_replicas_of_a_class_spread_over_nodes(prod_workloads: list[dict[str, Any]]) -> None:
+    for workload in prod_workloads:
+        pod = workload["spec"]["template"]["spec"]
+        name = workload["metadata"]["name"]
+        if workload["spec"]["replicas"] < 2:
+            continue
+        (spread,) = pod["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname", name
+        assert spread["maxSkew"] == 1
+        assert spread["labelSelector"]["matchLabels"] == workload["spec"]["selector"]["matchLabels"]

@@ -63,6 +63,10 @@ def test_hpa_owns_deployment_replicas(options: dict[Any, pulumi.ResourceOptions]
     assert not options[("StatefulSet", "synapse-event-persister")].ignore_changes
 
 
+CONFIG = {"synapse-config", "synapse-config-check"}
+"""Every workload waits for the new config and for real Synapse's verdict on it."""
+
+
 def test_rollout_order_config_then_writers_then_main_then_readers(options: dict[Any, pulumi.ResourceOptions]) -> None:
     writers = {
         "synapse-event-persister",
@@ -73,11 +77,16 @@ def test_rollout_order_config_then_writers_then_main_then_readers(options: dict[
         "synapse-presence-writer",
     }
     for name in writers:
-        assert _depends_on_names(options[("StatefulSet", name)]) == {"synapse-config"}, name
-    assert _depends_on_names(options[("StatefulSet", "synapse-main")]) == {"synapse-config"} | writers
+        assert _depends_on_names(options[("StatefulSet", name)]) == CONFIG, name
+    assert _depends_on_names(options[("StatefulSet", "synapse-main")]) == CONFIG | writers
     for kind, name in (
         ("Deployment", "synapse-synchrotron"),
         ("Deployment", "synapse-generic-worker"),
         ("StatefulSet", "synapse-media-repository"),
     ):
-        assert _depends_on_names(options[(kind, name)]) == {"synapse-config", "synapse-main"} | writers, name
+        assert _depends_on_names(options[(kind, name)]) == CONFIG | {"synapse-main"} | writers, name
+
+
+def test_config_check_waits_for_the_config(options: dict[Any, pulumi.ResourceOptions]) -> None:
+    job = next(opts for (kind, _), opts in options.items() if kind == "Job")
+    assert _depends_on_names(job) == {"synapse-config"}
