@@ -119,4 +119,8 @@ Quantity = Annotated[
     Text,
     _matching(r"\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?", "a Kubernetes quantity such as 500m or 2Gi"),
 ]
+StackName = Annotated[
+    Text,
+    _matching(r"[A-Za-z0-9_.-]+|[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "a stack name or org/project/stack"),
+]
 HttpsUrl = Annotated[Text, _matching(r"https?://[^\s/]+(/[^\s]*)?", "an http(s) URL")]

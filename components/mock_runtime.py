@@ -57,11 +57,20 @@ def restore(value: Any, path: str, secrets: list[str]) -> Any:
     return value
 
 
+StackOutputs = Callable[[str], dict[str, Any]]
+"""Answers a StackReference: the named stack's outputs."""
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, stack_outputs: StackOutputs | None = None) -> None:
         self.registered: list[Registered] = []
+        self.stack_outputs = stack_outputs or (lambda _name: {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if args.typ == "pulumi:pulumi:StackReference":
+            name = str(args.inputs.get("name", ""))
+            self.registered.append(Registered(args.typ, args.name, {"name": name}, ()))
+            return name, {"name": name, "outputs": self.stack_outputs(name), "secretOutputNames": []}
         secrets: list[str] = []
         inputs = restore(dict(args.inputs), "", secrets)
         self.registered.append(Registered(args.typ, args.name, inputs, tuple(secrets)))

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
+from pulumi.runtime.sync_await import _sync_await
 
 from components.errors import ConfigError
+from components.guards import gate_refusal, maintenance_refusal, stack_reference_name
 from components.plan import Plan, build_plan
 from components.resources import (
     ConfigArgs,
@@ -17,6 +19,7 @@ from components.resources import (
     WorkerClassComponent,
     WorkloadArgs,
 )
+from components.revision import program_revision, template_digests
 from components.rollout import STAGES
 from components.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
 from components.stack_config import runtime_config
@@ -63,12 +66,36 @@ def deploy(plan: Plan, secret_values: Mapping[str, pulumi.Output[str]]) -> None:
             done.setdefault(stage, []).append(component)
 
 
+def read_output(logical_name: str, reference: str, output: str) -> Any:
+    """A stack's last exported value, read before anything of ours is registered."""
+    full = stack_reference_name(reference, pulumi.get_organization(), pulumi.get_project())
+    ref = pulumi.StackReference(logical_name, stack_name=full)
+    details = _sync_await(ref.get_output_details(output))
+    return details.value if details.value is not None else details.secret_value
+
+
+def check_guards(settings: Settings, digests: dict[str, str], revision: str) -> None:
+    """The prod guards: a maintenance window for restarting main, and staging first."""
+    refusals = []
+    if settings.require_maintenance_window and not settings.maintenance_window:
+        previous = read_output("previous-deployment", pulumi.get_stack(), "podTemplateDigests")
+        refusals.append(maintenance_refusal(settings, previous if isinstance(previous, dict) else None, digests))
+    if settings.staging_gate is not None:
+        gate = read_output("staging-gate", settings.staging_gate, "revision")
+        refusals.append(gate_refusal(settings, gate if isinstance(gate, str) else None, revision))
+    for refusal in refusals:
+        if refusal is not None:
+            raise pulumi.RunError(refusal.message)
+
+
 def run() -> None:
     settings = load_from_runtime()
     try:
         plan = build_plan(settings)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
+    revision, digests = program_revision(), template_digests(plan)
+    check_guards(settings, digests, revision)
     config = pulumi.Config(NAMESPACE)
     secrets = {SECRET_FILES[key]: config.require_secret(key) for key in settings.managed_secrets}
     deploy(plan, secrets)
@@ -76,3 +103,5 @@ def run() -> None:
     pulumi.export("phase", plan.phase.name)
     pulumi.export("replicas", replica_table(plan))
     pulumi.export("sharedConfigMap", plan.shared.configmap_name)
+    pulumi.export("revision", revision)
+    pulumi.export("podTemplateDigests", digests)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.mock_runtime import REDACTED, Registered, run_program
+from components.mock_runtime import REDACTED, RecordingMocks, Registered, run_program
+from components.revision import program_revision
 from components.synapse_config import from_yaml, to_yaml
 
 
@@ -77,7 +78,10 @@ def process_configs(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def render_stack(stack: str, values: Mapping[str, str], secret_keys: Set[str]) -> Rendered:
-    registered = run_program(stack, values, secret_keys)
+    # Render shows what would be registered once the prod guards pass: staging has deployed this
+    # revision, and nothing was deployed before (so no restart needs a maintenance window).
+    gates_pass = RecordingMocks(lambda _name: {"revision": program_revision()})
+    registered = run_program(stack, values, secret_keys, mocks=gates_pass)
     objects = [manifest_of(r) for r in registered if r.is_kubernetes]
     manifests = {_file_name(o): to_yaml(o) for o in objects}
     if len(manifests) != len(objects):

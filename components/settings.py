@@ -24,6 +24,7 @@ from components.config_types import (
     ImageRef,
     Number,
     Quantity,
+    StackName,
     Text,
     WholeNumber,
 )
@@ -174,6 +175,13 @@ class Settings(_Model):
     media: Media = Media()
     monitoring: Monitoring = Monitoring()
     router: Router = Router()
+    maintenance_window: Flag = Field(False, description="true while a maintenance window is open")
+    require_maintenance_window: Flag = Field(
+        False, description="true to refuse changes that restart synapse-main outside a maintenance window"
+    )
+    staging_gate: StackName | None = Field(
+        None, description="a stack name (or org/project/stack) that must have deployed this program revision first"
+    )
     existing_secret: DnsSubdomain | None = Field(
         None, description="the name of an existing Kubernetes Secret (a DNS subdomain name)"
     )

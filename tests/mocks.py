@@ -6,7 +6,8 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
-from components.mock_runtime import Registered, run_program
+from components.mock_runtime import RecordingMocks, Registered, run_program
+from components.revision import program_revision
 from components.stack_config import PROJECT_DIR, read_stack_file
 
 
@@ -35,7 +36,9 @@ class Run:
 
 
 def run(stack: str, values: Mapping[str, str], secret_keys: Set[str] = frozenset()) -> Run:
-    return Run(run_program(stack, values, secret_keys))
+    """Run with the prod guards satisfied: staging deployed this revision, no earlier deployment."""
+    mocks = RecordingMocks(lambda _name: {"revision": program_revision()})
+    return Run(run_program(stack, values, secret_keys, mocks=mocks))
 
 
 def stack_values(stack: str, **overrides: str) -> tuple[dict[str, str], frozenset[str]]:

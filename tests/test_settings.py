@@ -109,6 +109,8 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("no secrets at all", {"existingSecret": DROP}, "synapse:registrationSharedSecret", "existingSecret"),
     ("key outside the namespace", {}, "synapse-workers:ccu", "'synapse:' namespace"),
+    ("gate with one slash", {"stagingGate": "acme/staging"}, "synapse:stagingGate", "org/project/stack"),
+    ("window not a flag", {"maintenanceWindow": "yes"}, "synapse:maintenanceWindow", "true"),
 ]
 
 
