@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -59,7 +60,33 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--to-federated-servers", dest="to_federated_servers", help="what-if")
         else:
             command.add_argument("--out", type=Path, required=True, help="folder to write into")
+    scale = commands.add_parser(
+        "scale",
+        help="write new load figures or pins into Pulumi.<stack>.yaml and record why",
+        description="write new load figures or pins into Pulumi.<stack>.yaml and append to scaling-history.yaml",
+    )
+    scale.add_argument("--stack", required=True)
+    scale.add_argument("--ccu")
+    scale.add_argument("--messages-per-second", dest="messages_per_second")
+    scale.add_argument("--federated-servers", dest="federated_servers")
+    scale.add_argument("--pin", action="append", type=_parse_pin, default=[], metavar="CLASS=REPLICAS")
+    scale.add_argument("--reason", required=True, help="why: it goes into the scaling history")
+    scale.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     return parser
+
+
+def _scale_command(args: argparse.Namespace) -> None:
+    from components.scale import HISTORY_FILE, scale  # noqa: PLC0415 (ruamel only for this command)
+
+    change = LoadChange(
+        ccu=args.ccu,
+        messages_per_second=args.messages_per_second,
+        federated_servers=args.federated_servers,
+        pins=tuple(args.pin),
+    )
+    done = scale(args.project_dir, args.stack, change, args.reason, datetime.now(UTC))
+    sys.stdout.write(whatif_table(done.result))
+    print(f"\nwrote Pulumi.{args.stack}.yaml and appended to {HISTORY_FILE}; next: pulumi preview --stack {args.stack}")
 
 
 def _stack_values(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[str]]:
@@ -102,6 +129,9 @@ def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
+        if args.command == "scale":
+            _scale_command(args)
+            return 0
         values, secret_keys = _stack_values(args)
         flags = {"ccu": "--ccu", "messages_per_second": "--messages-per-second"}
         values, named = apply(values, LoadChange(ccu=args.ccu, messages_per_second=args.messages_per_second), flags)
