@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--pin", action="append", type=_parse_pin, default=[], metavar="CLASS=REPLICAS")
     scale.add_argument("--reason", required=True, help="why: it goes into the scaling history")
     scale.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+    promote = commands.add_parser(
+        "promote",
+        help="preview and update staging, check it, then prod (Pulumi Automation API; needs the Pulumi CLI)",
+    )
+    promote.add_argument("--stacks", nargs="+", default=["staging", "prod"], help="the order (default: staging prod)")
     return parser
 
 
@@ -131,6 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "scale":
             _scale_command(args)
+            return 0
+        if args.command == "promote":
+            from components.promote import PromoteError, promote  # noqa: PLC0415
+
+            try:
+                promote(args.stacks)
+            except PromoteError as error:
+                print(f"error: promote stopped: {error}", file=sys.stderr)
+                return 1
             return 0
         values, secret_keys = _stack_values(args)
         flags = {"ccu": "--ccu", "messages_per_second": "--messages-per-second"}
