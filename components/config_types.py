@@ -123,4 +123,9 @@ StackName = Annotated[
     Text,
     _matching(r"[A-Za-z0-9_.-]+|[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "a stack name or org/project/stack"),
 ]
+_LABEL_NAME = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)"
+LabelKey = Annotated[
+    Text, _matching(rf"({DNS_LABEL}(\.{DNS_LABEL})*/)?{_LABEL_NAME}", "a Kubernetes label key such as release")
+]
+LabelValue = Annotated[Text, _matching(rf"{_LABEL_NAME}?", "a Kubernetes label value (63 characters at most)")]
 HttpsUrl = Annotated[Text, _matching(r"https?://[^\s/]+(/[^\s]*)?", "an http(s) URL")]

@@ -13,6 +13,8 @@ from components.config_types import quantity
 from components.errors import ConfigError
 from components.network_policy import network_policies
 from components.rollout import MAIN, ResourceRules, rules_for
+from components.router import pods_services, router_manifests
+from components.routing import haproxy_config
 from components.settings import NAMESPACE, ResourceOverride, Settings
 from components.sizing import ClassSize, Load, Phase, phase_of, size_all
 from components.synapse_config import (
@@ -73,6 +75,10 @@ class Plan:
     def configmaps(self) -> tuple[k8s.Manifest, ...]:
         return tuple(k8s.configmap(self.settings, f) for f in self.config_files)
 
+    def router(self) -> tuple[k8s.Manifest, ...]:
+        """HAProxy with this plan's routing table, its Service and Ingress."""
+        return router_manifests(self.settings, haproxy_config(self))
+
     def config_check(self) -> k8s.Manifest:
         """The Job every workload waits for: real Synapse loading every part's new config."""
         return config_check_job(self.settings, self.shared, [w.config for w in self.workloads])
@@ -83,6 +89,7 @@ class Plan:
             + self.configmaps()
             + (self.config_check(),)
             + tuple(m for w in self.workloads for m in w.manifests)
+            + self.router()
         )
 
     def departures(self) -> tuple[str, ...]:
@@ -170,6 +177,7 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
             k8s.deployment(settings, name, spec.name, size.replicas, template),
             k8s.service(settings, name, spec.name, replication=False, headless=False),
             k8s.hpa(settings, name, spec.name, size.min_replicas, size.max_replicas),
+            *pods_services(settings, [spec.name]),
         )
         processes: tuple[tuple[str, str | None], ...] = ((f"{name}.yaml", f"{name}-sample"),)
     else:

@@ -10,11 +10,14 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components.errors import ConfigError
 from components.guards import gate_refusal, maintenance_refusal, stack_reference_name
+from components.monitoring import monitoring_manifests
 from components.plan import Plan, build_plan
 from components.resources import (
     ConfigArgs,
     ConfigCheck,
     MainProcess,
+    Monitoring,
+    Router,
     SynapseConfig,
     WorkerClassComponent,
     WorkloadArgs,
@@ -64,6 +67,10 @@ def deploy(plan: Plan, secret_values: Mapping[str, pulumi.Output[str]]) -> None:
             else:
                 component = WorkerClassComponent(workload.name, args)
             done.setdefault(stage, []).append(component)
+    Router("synapse-router", plan, pulumi.ResourceOptions(depends_on=[config]))
+    monitors = monitoring_manifests(plan)
+    if monitors:
+        Monitoring("synapse-monitoring", monitors, pulumi.ResourceOptions(depends_on=[config]))
 
 
 def read_output(logical_name: str, reference: str, output: str) -> Any:

@@ -52,15 +52,17 @@ def _volume_configmap(template: Mapping[str, Any], volume: str) -> str:
 def process_configs(objects: list[dict[str, Any]]) -> dict[str, str]:
     """Merge, per process, the files its pod mounts, as Synapse merges several `-c` files."""
     configmaps = {
-        o["metadata"]["name"]: next(iter(from_yaml(v) for v in o["data"].values()))
+        o["metadata"]["name"]: from_yaml(next(iter(o["data"].values())))
         for o in objects
-        if o["kind"] == "ConfigMap"
+        if o["kind"] == "ConfigMap" and set(o["data"]) & {"shared.yaml", "class.yaml"}
     }
     out: dict[str, str] = {}
     for o in objects:
         if o["kind"] not in ("StatefulSet", "Deployment"):
             continue
         template = o["spec"]["template"]
+        if not any(v["name"] == "config-shared" for v in template["spec"]["volumes"]):
+            continue  # not a Synapse process (the router)
         shared = configmaps[_volume_configmap(template, "config-shared")]
         own = configmaps[_volume_configmap(template, "config-class")]
         name = o["metadata"]["name"]

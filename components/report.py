@@ -5,8 +5,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from components.monitoring import watch_for_class
 from components.plan import Plan
 from components.rollout import STAGES
+from components.routing import routes_for_plan
 
 
 def _number(value: Fraction) -> int | float:
@@ -46,12 +48,17 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 "formula": size.formula_value,
                 "guideTable": size.table_value,
                 "monitoring": size.spec.monitoring,
+                "watch": watch_for_class(size.spec.name)._asdict() if size.deployed else None,
                 "notes": list(size.notes),
             }
             for size in plan.sizes
         },
         "departures": list(plan.departures()),
         "rollout": rollout_stages(plan),
+        "routes": [
+            {"pattern": r.pattern, "target": r.target, "hashOn": r.key, "methods": list(r.methods)}
+            for r in routes_for_plan(plan)
+        ],
     }
 
 
@@ -88,8 +95,17 @@ def plan_table(plan: Plan) -> str:
         lines += ["", "Notes:"] + [f"  {name}: {note}" for name, note in notes]
     lines += ["", "Departures from the guide (real Synapse wins):"]
     lines += [f"  - {d}" for d in plan.departures()]
-    lines += ["", "Watch (the guide's targets):"]
-    lines += [f"  {size.spec.name}: {size.spec.monitoring}" for size in plan.sizes if size.deployed]
+    lines += ["", "Watch (the guide's targets; metric and alert with synapse:monitoring.enabled):"]
+    for size in plan.sizes:
+        if size.deployed:
+            watch = watch_for_class(size.spec.name)
+            lines.append(f"  {size.spec.name}: {size.spec.monitoring}; {watch.metric}; alert {watch.alert}")
     lines += ["", "Rollout order when config changes:"]
     lines += [f"  {i + 1}. {STAGES[i]}: {', '.join(parts)}" for i, parts in enumerate(rollout_stages(plan)) if parts]
+    lines += ["", "Routes (router: first match wins; everything else goes to main):"]
+    routes = routes_for_plan(plan)
+    for target in dict.fromkeys(r.target for r in routes):
+        mine = [r for r in routes if r.target == target]
+        lines.append(f"  {target} (hash on {mine[0].key}):")
+        lines += [f"    {' '.join(r.methods) + ' ' if r.methods else ''}{r.pattern}" for r in mine]
     return "\n".join(lines) + "\n"

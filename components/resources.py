@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components import kube
+from components.manifests import Manifest
 from components.plan import Plan, Workload
 
 
@@ -60,6 +61,29 @@ class ConfigCheck(pulumi.ComponentResource):
         after = list(opts.depends_on) if opts is not None and isinstance(opts.depends_on, list) else []
         self.job = kube.create("synapse-config-check", job, pulumi.ResourceOptions(parent=self, depends_on=after))
         self.register_outputs({"job": job["metadata"]["name"]})
+
+
+class Router(pulumi.ComponentResource):
+    """HAProxy in front of every Synapse process, with its config, Service and Ingress."""
+
+    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("synapse:router:Router", name, None, opts)
+        after = list(opts.depends_on) if opts is not None and isinstance(opts.depends_on, list) else []
+        self.resources = []
+        for manifest in plan.router():
+            logical = "synapse-router-config" if manifest["kind"] == "ConfigMap" else manifest["metadata"]["name"]
+            child = pulumi.ResourceOptions(parent=self, depends_on=after)
+            self.resources.append(kube.create(logical, manifest, child))
+        self.register_outputs({})
+
+
+class Monitoring(pulumi.ComponentResource):
+    """ServiceMonitors and the PrometheusRule; only with synapse:monitoring.enabled (they need the CRDs)."""
+
+    def __init__(self, name: str, manifests: Sequence[Manifest], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("synapse:monitoring:Monitoring", name, None, opts)
+        self.resources = [kube.create(m["metadata"]["name"], m, pulumi.ResourceOptions(parent=self)) for m in manifests]
+        self.register_outputs({"objects": [m["metadata"]["name"] for m in manifests]})
 
 
 @dataclass(frozen=True)

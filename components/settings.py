@@ -22,6 +22,8 @@ from components.config_types import (
     Hostname,
     HttpsUrl,
     ImageRef,
+    LabelKey,
+    LabelValue,
     Number,
     Quantity,
     StackName,
@@ -135,7 +137,7 @@ class Monitoring(_Model):
     namespace: DnsLabel = Field(
         "monitoring", description="the namespace Prometheus scrapes from (a DNS label); only it may reach port 9090"
     )
-    labels: dict[Text, Text] = Field(
+    labels: dict[LabelKey, LabelValue] = Field(
         default_factory=dict, description="extra labels for the ServiceMonitors and rules, e.g. {release: prometheus}"
     )
 
@@ -145,6 +147,9 @@ class Router(_Model):
     ingress_class_name: DnsSubdomain | None = Field(None, description="an IngressClass name")
     tls_secret: DnsSubdomain | None = Field(None, description="the name of a TLS Secret for the Ingress")
     replicas: WholeNumber = Field(2, ge=1, le=100, description="a whole number from 1 to 100")
+    image: ImageRef = Field(
+        "docker.io/library/haproxy:3.2", description="an HAProxy image reference with a tag or a sha256 digest"
+    )
 
 
 class Settings(_Model):

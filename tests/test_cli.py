@@ -237,3 +237,18 @@ def test_plan_what_if_bad_target(args: list[str], fragment: str) -> None:
     done = cli("plan", "--stack", "prod", *args)
     assert done.returncode == 2
     assert fragment in done.stderr
+
+
+def test_plan_lists_routes_and_what_to_watch() -> None:
+    plan = json.loads(cli("plan", "--stack", "prod", "--json").stdout)
+    by_target: dict[str, list[str]] = {}
+    for route in plan["routes"]:
+        by_target.setdefault(route["target"], []).append(route["pattern"])
+    assert any("/sync" in p for p in by_target["synchrotron"])
+    assert any("sendToDevice" in p for p in by_target["todevice-writer"])
+    assert "federation-sender" not in by_target and "event-persister" not in by_target
+    assert not any("/_matrix/federation/" in p for patterns in by_target.values() for p in patterns)
+    assert plan["workers"]["synchrotron"]["watch"]["alert"] == "SynapseSyncLatencyHigh"
+    assert plan["workers"]["federation-sender"]["watch"] is None
+    table = cli("plan", "--stack", "prod").stdout
+    assert "Routes (router" in table and "alert SynapseHpaAtMaximum" not in table.split("Routes")[1]

@@ -35,7 +35,7 @@ def prod_workloads() -> list[dict[str, Any]]:
 
 
 def test_pods_run_restricted(prod_workloads: list[dict[str, Any]]) -> None:
-    assert len(prod_workloads) == 10
+    assert len(prod_workloads) == 11  # main, nine worker classes, the router
     for workload in prod_workloads:
         pod = workload["spec"]["template"]["spec"]
         name = workload["metadata"]["name"]
@@ -69,6 +69,9 @@ def test_every_container_has_requests_limits_and_health_probes(prod_workloads: l
         container = workload["spec"]["template"]["spec"]["containers"][0]
         for bound in ("requests", "limits"):
             assert set(container["resources"][bound]) == {"cpu", "memory"}, workload["metadata"]["name"]
+        if workload["metadata"]["name"] == "synapse-router":
+            assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+            continue
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
 
@@ -216,9 +219,11 @@ def test_disruption_budgets_for_every_class_with_two_or_more_replicas() -> None:
     plan = build_plan(settings_for(ccu="20000", federation={"enabled": True, "servers": 100}))
     budgets = {m["metadata"]["name"]: m for m in plan.manifests() if m["kind"] == "PodDisruptionBudget"}
     expected = {w.name for w in plan.workloads if w.size is not None and w.size.replicas >= 2}
-    assert expected == set(budgets)
+    assert expected | {"synapse-router"} == set(budgets)  # the router runs two replicas by default
     assert {"synapse-main", "synapse-typing-writer"}.isdisjoint(budgets)
     for name, budget in budgets.items():
+        if name == "synapse-router":
+            continue
         workload = next(w for w in plan.workloads if w.name == name).manifests[0]
         assert budget["spec"]["selector"] == workload["spec"]["selector"]
         assert budget["spec"]["maxUnavailable"] == 1

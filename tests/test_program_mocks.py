@@ -45,10 +45,11 @@ def test_kinds_and_names(stack_run: tuple[str, Run]) -> None:
     stack, result = stack_run
     deployments = {o["metadata"]["name"] for o in result.objects("Deployment")}
     statefulsets = {o["metadata"]["name"] for o in result.objects("StatefulSet")}
-    assert deployments == {f"synapse-{c}" for c in AUTOSCALED}
+    assert deployments == {f"synapse-{c}" for c in AUTOSCALED} | {"synapse-router"}
     assert statefulsets == {"synapse-main"} | {f"synapse-{c}" for c in STATEFUL}
     services = {o["metadata"]["name"] for o in result.objects("Service")}
-    assert services == deployments | statefulsets
+    assert services == deployments | statefulsets | {f"synapse-{c}-pods" for c in AUTOSCALED}
+    assert {o["metadata"]["name"] for o in result.objects("Ingress")} == {"synapse-router"}
     namespaces = {o["metadata"]["namespace"] for o in result.objects() if o["kind"] != "Namespace"}
     expected_namespace = "matrix-staging" if stack == "staging" else "matrix"
     assert namespaces == {expected_namespace}
@@ -126,6 +127,8 @@ def test_every_worker_gets_its_pod_name_as_worker_name(stack_run: tuple[str, Run
     _, result = stack_run
     for kind in ("StatefulSet", "Deployment"):
         for workload in result.objects(kind):
+            if workload["metadata"]["name"] == "synapse-router":
+                continue
             container = workload["spec"]["template"]["spec"]["containers"][0]
             env = {e["name"]: e for e in container["env"]}
             assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"

@@ -109,6 +109,18 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("no secrets at all", {"existingSecret": DROP}, "synapse:registrationSharedSecret", "existingSecret"),
     ("key outside the namespace", {}, "synapse-workers:ccu", "'synapse:' namespace"),
+    (
+        "label key not a label",
+        {"monitoring": {"labels": {"not a label!": "x"}}},
+        "synapse:monitoring.labels.not a label!",
+        "label key",
+    ),
+    (
+        "label value too long",
+        {"monitoring": {"labels": {"release": "x" * 64}}},
+        "synapse:monitoring.labels.release",
+        "label value",
+    ),
     ("gate with one slash", {"stagingGate": "acme/staging"}, "synapse:stagingGate", "org/project/stack"),
     ("window not a flag", {"maintenanceWindow": "yes"}, "synapse:maintenanceWindow", "true"),
 ]
