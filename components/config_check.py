@@ -4,7 +4,8 @@ The Job runs the deployment's own image and loads main's and every worker class'
 Synapse's own loader (`python -m synapse.config`), so a config Synapse rejects stops `pulumi up` with
 Synapse's message and restarts nothing: every workload depends on this Job, and pulumi-kubernetes waits
 for a Job to complete. It is named after the config's content, so it runs again exactly when the config
-changes.
+changes
+(or the image does).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from components.synapse_config import (
     WORKER_NAME_DIR,
     WORKER_NAME_FILE,
     ConfigFile,
+    canonical_json,
     content_hash,
 )
 from components.worker_classes import Resources
@@ -47,7 +49,6 @@ def check_script(parts: list[str]) -> str:
 def config_check_job(settings: Settings, shared: ConfigFile, files: list[ConfigFile]) -> k8s.Manifest:
     parts = [f.part for f in files]
     digest = content_hash(shared.digest, *(f.digest for f in files))
-    name = f"synapse-config-check-{digest}"
     template = k8s.pod_template(
         settings,
         CHECK_COMPONENT,
@@ -81,6 +82,9 @@ def config_check_job(settings: Settings, shared: ConfigFile, files: list[ConfigF
     pod["restartPolicy"] = "Never"
     assert any(m["mountPath"] == SECRETS_DIR for m in mounts) and any(m["mountPath"] == WORKER_NAME_DIR for m in mounts)
     template["metadata"]["annotations"] = {k8s.CONFIG_DIGEST_ANNOTATION: digest}
+    # Named after everything it runs (config and image): a Job's template is immutable, and a new Synapse
+    # version must check the config again too.
+    name = f"synapse-config-check-{content_hash(canonical_json(template))}"
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -76,3 +76,10 @@ def test_job_name_follows_the_config_content() -> None:
     assert name(ccu="3000") == name(ccu="3000")
     assert name(ccu="3000") != name(ccu="3000", messagesPerSecond="400")  # more persisters: new topology
     assert name(ccu="3000") == name(ccu="3100")  # only synchrotron counts change: same config
+
+
+def test_a_new_image_checks_the_config_again() -> None:
+    def name(**overrides: object) -> str:
+        return str(build_plan(settings_for(**overrides)).config_check()["metadata"]["name"])
+
+    assert name() != name(image="ghcr.io/element-hq/synapse:v1.164.0")
