@@ -17,6 +17,8 @@ import pytest
 from components.errors import ConfigError
 from components.plan import build_plan
 from components.render import render_stack
+from components.report import plan_json, plan_table
+from components.settings import load_settings
 from components.stack_config import PROJECT_DIR
 from tests.conftest import SECRET_KEYS, base_values, secret_values, settings_for
 from tests.mocks import run
@@ -207,7 +209,9 @@ def test_no_secret_value_in_manifests_configs_outputs_or_logs(
     monkeypatch.setattr(pulumi, "export", exported.__setitem__)
     caplog.set_level(logging.DEBUG)
     rendered = render_stack("prod", values, SECRET_KEYS)
+    plan = build_plan(load_settings("prod", values, SECRET_KEYS))
     texts = [*rendered.manifests.values(), *rendered.processes.values(), json.dumps(exported, default=str)]
+    texts += [plan_table(plan), json.dumps(plan_json(plan)), *(m.config.text for m in plan.workloads)]
     texts += [caplog.text, *capsys.readouterr()]
     assert "replicas" in exported and "secret-synapse-secrets.yaml" in rendered.manifests
     for value in secret_values().values():

@@ -206,3 +206,20 @@ def test_managed_secret_carries_pulumi_secrets_and_nothing_else_does() -> None:
     pod = result.one("StatefulSet", "synapse-main")["spec"]["template"]["spec"]
     secret_volume = next(v for v in pod["volumes"] if v["name"] == "secrets")
     assert secret_volume["secret"]["secretName"] == "synapse-secrets"
+
+
+def test_monitoring_objects_registered_only_when_enabled() -> None:
+    def kinds(**overrides: Any) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for registered in run("prod", base_values(**overrides)).registered:
+            if registered.type.startswith("kubernetes:monitoring.coreos.com/v1:"):
+                found.setdefault(registered.inputs["kind"], []).append(registered.inputs)
+        return found
+
+    assert kinds() == {}
+    enabled = kinds(monitoring={"enabled": True, "namespace": "observability", "labels": {"release": "prom"}})
+    workloads = run("prod", base_values()).objects("StatefulSet") + run("prod", base_values()).objects("Deployment")
+    synapse_workloads = [w for w in workloads if w["metadata"]["name"] != "synapse-router"]
+    assert len(enabled["ServiceMonitor"]) == len(synapse_workloads)
+    assert len(enabled["PrometheusRule"]) == 1
+    assert all(m["metadata"]["labels"]["release"] == "prom" for m in enabled["ServiceMonitor"])
