@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
+from components.dashboard import dashboard_configmap
 from components.errors import ConfigError
 from components.guards import gate_refusal, maintenance_refusal, stack_reference_name
 from components.monitoring import monitoring_manifests
@@ -70,7 +71,8 @@ def deploy(plan: Plan, secret_values: Mapping[str, pulumi.Output[str]]) -> None:
     Router("synapse-router", plan, pulumi.ResourceOptions(depends_on=[config]))
     monitors = monitoring_manifests(plan)
     if monitors:
-        Monitoring("synapse-monitoring", monitors, pulumi.ResourceOptions(depends_on=[config]))
+        objects = (*monitors, dashboard_configmap(plan))
+        Monitoring("synapse-monitoring", objects, pulumi.ResourceOptions(depends_on=[config]))
 
 
 def read_output(logical_name: str, reference: str, output: str) -> Any:
