@@ -26,4 +26,5 @@ lint: $(VENV)/.dev-deps
 	$(VENV)/bin/mypy
 
 test: lint
+	bash scripts/system-deps.sh
 	$(VENV)/bin/pytest

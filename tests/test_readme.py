@@ -31,3 +31,4 @@ def test_first_screen_has_exactly_the_two_commands() -> None:
     makefile = (PROJECT_DIR / "Makefile").read_text()
     assert re.search(r"^plan:", makefile, re.MULTILINE) and re.search(r"^test:", makefile, re.MULTILINE)
     assert "make test" in (PROJECT_DIR / ".ci" / "run").read_text()
+    assert "scripts/system-deps.sh" in makefile
