@@ -95,8 +95,18 @@ def loopback() -> Loopback:
     raise RuntimeError("no free loopback /24 found")
 
 
+def _memory_kib(pid: str, status: str) -> int:
+    """Proportional set size (shared pages split between their users), so the sum over a process tree is
+    not inflated by the pages every Synapse process shares; resident size where PSS is unavailable."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        return next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+    except (OSError, StopIteration):
+        return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+
+
 def _tree_rss_kib(roots: set[int]) -> int:
-    """Resident memory of the given processes and all their descendants, from /proc."""
+    """Memory (PSS) of the given processes and all their descendants, from /proc."""
     parent: dict[int, int] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -109,7 +119,7 @@ def _tree_rss_kib(roots: set[int]) -> int:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         parent[int(entry)] = int(fields[1])
-        rss[int(entry)] = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        rss[int(entry)] = _memory_kib(entry, status)
     total, seen, todo = 0, set(), list(roots)
     while todo:
         pid = todo.pop()
