@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from components.errors import ConfigError
-from components.overrides import LoadChange, apply, name_flag
-from components.plan import Plan, build_plan
+from components.overrides import LoadChange, apply, plan_with_flags
+from components.plan import Plan
 from components.report import plan_json, plan_table
-from components.settings import load_settings
 from components.stack_config import PROJECT_DIR, StackFileError, read_stack_file
 from components.whatif import compare, whatif_json, whatif_table
 
@@ -98,13 +97,6 @@ def _stack_values(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[s
     return read_stack_file(args.stack, args.project_dir / f"Pulumi.{args.stack}.yaml")
 
 
-def _build(stack: str, values: dict[str, str], secret_keys: frozenset[str], named: dict[str, str]) -> Plan:
-    try:
-        return build_plan(load_settings(stack, values, secret_keys))
-    except ConfigError as error:
-        raise name_flag(error, named) from None
-
-
 def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], secret_keys: frozenset[str]) -> None:
     target = LoadChange(
         ccu=args.to_ccu,
@@ -119,7 +111,7 @@ def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], 
             "federated_servers": "--to-federated-servers",
         }
         new_values, named = apply(values, target, flags)
-        new_plan = _build(args.stack, new_values, secret_keys, named)
+        new_plan = plan_with_flags(args.stack, new_values, secret_keys, named)
         result = compare(plan, new_plan)
         plan = new_plan
     if args.json:
@@ -149,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         values, secret_keys = _stack_values(args)
         flags = {"ccu": "--ccu", "messages_per_second": "--messages-per-second"}
         values, named = apply(values, LoadChange(ccu=args.ccu, messages_per_second=args.messages_per_second), flags)
-        plan = _build(args.stack, values, secret_keys, named)
+        plan = plan_with_flags(args.stack, values, secret_keys, named)
         if args.command == "plan":
             _plan_command(args, plan, values, secret_keys)
             return 0

@@ -47,6 +47,21 @@ def metadata(settings: Settings, name: str, component: str) -> dict[str, Any]:
     return {"name": name, "namespace": settings.namespace, "labels": labels(settings, component)}
 
 
+def restricted_pod(uid: int) -> dict[str, Any]:
+    """Pod-level half of the restricted profile; a numeric uid lets the kubelet verify runAsNonRoot."""
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def restricted_container() -> dict[str, Any]:
+    """Container-level half: no escalation, no capabilities, nothing written outside its volumes."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def _secret_items(settings: Settings) -> list[dict[str, str]]:
     keys = [k for k in SECRET_FILES if k not in ("postgresPassword", "redisPassword")]
     if settings.redis.auth:
@@ -136,12 +151,7 @@ def pod_template(
         "startupProbe": _probe(failure_threshold=60, period=5),
         "readinessProbe": _probe(failure_threshold=3, period=10),
         "livenessProbe": _probe(failure_threshold=6, period=10),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container(),
         "volumeMounts": mounts,
     }
     return {
@@ -153,13 +163,7 @@ def pod_template(
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 60,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": SYNAPSE_UID,
-                "runAsGroup": SYNAPSE_UID,
-                "fsGroup": SYNAPSE_UID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": {**restricted_pod(SYNAPSE_UID), "fsGroup": SYNAPSE_UID},
             "containers": [container],
             "volumes": volumes,
         },

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from components.errors import ConfigError
-from components.settings import NAMESPACE
+from components.plan import Plan, build_plan
+from components.settings import NAMESPACE, load_settings
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,16 @@ def apply(
             named[f"{NAMESPACE}:workers.{name}.replicas"] = flags["pins"]
         out[f"{NAMESPACE}:workers"] = json.dumps(workers, sort_keys=True)
     return out, named
+
+
+def plan_with_flags(
+    stack: str, values: Mapping[str, str], secret_keys: frozenset[str], named: Mapping[str, str]
+) -> Plan:
+    """Validate and plan; a refusal caused by a flag names the flag the operator typed."""
+    try:
+        return build_plan(load_settings(stack, values, secret_keys))
+    except ConfigError as error:
+        raise name_flag(error, named) from None
 
 
 def name_flag(error: ConfigError, named: Mapping[str, str]) -> ConfigError:

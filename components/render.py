@@ -15,7 +15,7 @@ from typing import Any
 
 from components.mock_runtime import REDACTED, RecordingMocks, Registered, run_program
 from components.revision import program_revision
-from components.synapse_config import from_yaml, to_yaml
+from components.synapse_config import from_yaml, merge_process_config, to_yaml
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,7 @@ def process_configs(objects: list[dict[str, Any]]) -> dict[str, str]:
         else:
             pods = [(f"{name}-{i}.yaml", f"{name}-{i}") for i in range(o["spec"]["replicas"])]
         for file_name, pod in pods:
-            merged = {**shared, **own}
-            if not is_main:
-                merged["worker_name"] = pod
-            out[file_name] = to_yaml(merged)
+            out[file_name] = merge_process_config(shared, own, None if is_main else pod)
     return out
 
 

@@ -52,13 +52,20 @@ class SynapseConfig(pulumi.ComponentResource):
         self.register_outputs({"configmaps": [f.configmap_name for f in plan.config_files]})
 
 
+def _depends_on(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
+    """A component's dependencies, for its children: options do not pass from a component to them."""
+    if opts is None or not isinstance(opts.depends_on, list):
+        return []
+    return [d for d in opts.depends_on if isinstance(d, pulumi.Resource)]
+
+
 class ConfigCheck(pulumi.ComponentResource):
     """The check-config Job; workloads depend on it, and pulumi-kubernetes waits for Jobs to complete."""
 
     def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("synapse:config:ConfigCheck", name, None, opts)
         job = plan.config_check()
-        after = list(opts.depends_on) if opts is not None and isinstance(opts.depends_on, list) else []
+        after = _depends_on(opts)
         self.job = kube.create("synapse-config-check", job, pulumi.ResourceOptions(parent=self, depends_on=after))
         self.register_outputs({"job": job["metadata"]["name"]})
 
@@ -68,7 +75,7 @@ class Router(pulumi.ComponentResource):
 
     def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("synapse:router:Router", name, None, opts)
-        after = list(opts.depends_on) if opts is not None and isinstance(opts.depends_on, list) else []
+        after = _depends_on(opts)
         self.resources = []
         for manifest in plan.router():
             logical = "synapse-router-config" if manifest["kind"] == "ConfigMap" else manifest["metadata"]["name"]

@@ -48,12 +48,7 @@ def _template(settings: Settings, configmap: str, digest: str) -> dict[str, Any]
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": HAPROXY_UID,
-                "runAsGroup": HAPROXY_UID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": k8s.restricted_pod(HAPROXY_UID),
             "topologySpreadConstraints": [k8s.spread_over_nodes(settings, ROUTER_COMPONENT)],
             "containers": [
                 {
@@ -69,12 +64,7 @@ def _template(settings: Settings, configmap: str, digest: str) -> dict[str, Any]
                     },
                     "readinessProbe": probe,
                     "livenessProbe": {**probe, "failureThreshold": 6},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "runAsNonRoot": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
+                    "securityContext": k8s.restricted_container(),
                     "volumeMounts": [
                         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                         {"name": "tmp", "mountPath": "/tmp"},

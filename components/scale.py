@@ -19,7 +19,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from components.errors import ConfigError
-from components.overrides import LoadChange, apply, name_flag
+from components.overrides import LoadChange, apply, plan_with_flags
 from components.plan import Plan, build_plan
 from components.settings import NAMESPACE, load_settings
 from components.stack_config import read_stack_file
@@ -41,13 +41,6 @@ class Scaled:
     new: Plan
     result: WhatIf
     record: dict[str, Any]
-
-
-def _plan(stack: str, values: dict[str, str], secret_keys: frozenset[str], named: dict[str, str]) -> Plan:
-    try:
-        return build_plan(load_settings(stack, values, secret_keys))
-    except ConfigError as error:
-        raise name_flag(error, named) from None
 
 
 def _child(parent: CommentedMap, key: str) -> CommentedMap:
@@ -111,7 +104,7 @@ def scale(project_dir: Path, stack: str, change: LoadChange, reason: str, now: d
     values, secret_keys = read_stack_file(stack, path)
     old = build_plan(load_settings(stack, values, secret_keys))
     new_values, named = apply(values, change, FLAGS)
-    new = _plan(stack, new_values, secret_keys, named)
+    new = plan_with_flags(stack, new_values, secret_keys, named)
 
     yaml = YAML()
     yaml.preserve_quotes = True

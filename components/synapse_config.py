@@ -165,14 +165,16 @@ class ConfigFile:
         return f"synapse-{self.part}-{self.digest}"
 
 
-def merged_process_config(shared: ConfigFile, own: ConfigFile, worker_name: str | None) -> str:
+def merge_process_config(shared: dict[str, Any], own: dict[str, Any], worker_name: str | None) -> str:
     """The config one process ends up with, merged top-level as Synapse merges several `-c` files."""
-    merged: dict[str, Any] = {}
-    merged.update(from_yaml(shared.text))
-    merged.update(from_yaml(own.text))
+    merged = {**shared, **own}
     if worker_name is not None:
         merged["worker_name"] = worker_name
     return to_yaml(merged)
+
+
+def merged_process_config(shared: ConfigFile, own: ConfigFile, worker_name: str | None) -> str:
+    return merge_process_config(from_yaml(shared.text), from_yaml(own.text), worker_name)
 
 
 def canonical_json(data: Any) -> str:
