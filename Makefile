@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine (Python 3.11, make): `make plan STACK=prod` and `make test`.
-# Each creates ./venv on first use (the virtualenv Pulumi.yaml names) and installs what it needs.
+# Each creates ./venv on first use (the virtualenv Pulumi.yaml names) and installs what it needs, including
+# the `synapse-workers` command (an editable install of this checkout).
 VENV ?= venv
 PY := $(VENV)/bin/python
 STACK ?= prod
@@ -7,9 +8,10 @@ OUT ?= out/$(STACK)
 
 .PHONY: plan test lint
 
-$(VENV)/.run-deps: requirements.txt
+$(VENV)/.run-deps: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(VENV)/.dev-deps: $(VENV)/.run-deps requirements-dev.txt
@@ -17,8 +19,8 @@ $(VENV)/.dev-deps: $(VENV)/.run-deps requirements-dev.txt
 	touch $@
 
 plan: $(VENV)/.run-deps
-	$(PY) -m components plan --stack $(STACK)
-	$(PY) -m components render --stack $(STACK) --out $(OUT)
+	$(VENV)/bin/synapse-workers plan --stack $(STACK)
+	$(VENV)/bin/synapse-workers render --stack $(STACK) --out $(OUT)
 
 lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .

@@ -25,7 +25,7 @@ REPEATS = 3
 
 
 def _values(ccu: int) -> tuple[dict[str, str], frozenset[str]]:
-    from components.stack_config import read_stack_file  # noqa: PLC0415
+    from synapse_workers.model.stack_config import read_stack_file  # noqa: PLC0415
 
     values, secret_keys = read_stack_file("prod", ROOT / "Pulumi.prod.yaml")
     values["synapse:ccu"] = str(ccu)
@@ -33,8 +33,8 @@ def _values(ccu: int) -> tuple[dict[str, str], frozenset[str]]:
 
 
 def _gates_pass() -> Any:
-    from components.mock_runtime import RecordingMocks  # noqa: PLC0415
-    from components.revision import program_revision  # noqa: PLC0415
+    from synapse_workers.cli.mock_runtime import RecordingMocks  # noqa: PLC0415
+    from synapse_workers.ops.revision import program_revision  # noqa: PLC0415
 
     return RecordingMocks(lambda _name: {"revision": program_revision()})
 
@@ -46,22 +46,22 @@ def measure_one(kind: str, ccu: int) -> dict[str, Any]:
     if kind == "import":
         import components.program  # noqa: F401, PLC0415
     elif kind == "plan":
-        from components.plan import build_plan  # noqa: PLC0415
-        from components.report import plan_table  # noqa: PLC0415
-        from components.settings import load_settings  # noqa: PLC0415
+        from synapse_workers.cli.report import plan_table  # noqa: PLC0415
+        from synapse_workers.model.settings import load_settings  # noqa: PLC0415
+        from synapse_workers.plan import build_plan  # noqa: PLC0415
 
         values, secret_keys = _values(ccu)
         plan_table(build_plan(load_settings("prod", values, secret_keys)))
     elif kind == "program":
-        from components.mock_runtime import run_program  # noqa: PLC0415
+        from synapse_workers.cli.mock_runtime import run_program  # noqa: PLC0415
 
         values, secret_keys = _values(ccu)
         count = len(run_program("prod", values, secret_keys, mocks=_gates_pass()))
     elif kind == "baseline":
         manifests = json.loads(Path(sys.argv[-1]).read_text())
         start = time.perf_counter()  # the baseline's input is prepared; time only the registrations
-        from components import kube  # noqa: PLC0415
-        from components.mock_runtime import run_program  # noqa: PLC0415
+        from components import registration as kube  # noqa: PLC0415
+        from synapse_workers.cli.mock_runtime import run_program  # noqa: PLC0415
 
         def baseline() -> None:
             import pulumi  # noqa: PLC0415
@@ -71,7 +71,7 @@ def measure_one(kind: str, ccu: int) -> dict[str, Any]:
 
         count = len(run_program("prod", {}, program=baseline))
     elif kind == "render":
-        from components.render import render_stack  # noqa: PLC0415
+        from synapse_workers.cli.render import render_stack  # noqa: PLC0415
 
         values, secret_keys = _values(ccu)
         render_stack("prod", values, secret_keys)
@@ -91,7 +91,7 @@ def child(kind: str, ccu: int, extra: str = "") -> dict[str, Any]:
 
 
 def _manifests_for(ccu: int, path: Path) -> None:
-    from components.mock_runtime import run_program  # noqa: PLC0415
+    from synapse_workers.cli.mock_runtime import run_program  # noqa: PLC0415
 
     values, secret_keys = _values(ccu)
     registered = run_program("prod", values, secret_keys, mocks=_gates_pass())
@@ -100,9 +100,9 @@ def _manifests_for(ccu: int, path: Path) -> None:
 
 def restart_scenarios() -> list[tuple[str, list[str], list[str]]]:
     """(scenario, restarted by the program, minimum that had to restart)."""
-    from components.plan import Plan, build_plan  # noqa: PLC0415
-    from components.settings import load_settings  # noqa: PLC0415
-    from components.whatif import compare  # noqa: PLC0415
+    from synapse_workers.model.settings import load_settings  # noqa: PLC0415
+    from synapse_workers.ops.whatif import compare  # noqa: PLC0415
+    from synapse_workers.plan import Plan, build_plan  # noqa: PLC0415
     from tests.conftest import base_values  # noqa: PLC0415
     from tests.test_whatif import BASE, SCENARIOS  # noqa: PLC0415
 
@@ -169,9 +169,9 @@ def main() -> None:
 
     print(f"\n{'restart scenario':<44}{'restarted':>10}{'minimum':>9}{'extra':>7}{'missed':>8}")
     for name, restarted, minimum in restart_scenarios():
-        extra = len(set(restarted) - set(minimum))
+        needless = len(set(restarted) - set(minimum))
         missed = len(set(minimum) - set(restarted))
-        print(f"{name:<44}{len(restarted):>10}{len(minimum):>9}{extra:>7}{missed:>8}")
+        print(f"{name:<44}{len(restarted):>10}{len(minimum):>9}{needless:>7}{missed:>8}")
     print("target: 0 extra, 0 missed")
 
 

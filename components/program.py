@@ -8,11 +8,6 @@ from typing import Any
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from components.dashboard import dashboard_configmap
-from components.errors import ConfigError
-from components.guards import gate_refusal, maintenance_refusal, stack_reference_name
-from components.monitoring import monitoring_manifests
-from components.plan import Plan, build_plan
 from components.resources import (
     ConfigArgs,
     ConfigCheck,
@@ -23,10 +18,15 @@ from components.resources import (
     WorkerClassComponent,
     WorkloadArgs,
 )
-from components.revision import program_revision, template_digests
-from components.rollout import STAGES
-from components.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
-from components.stack_config import runtime_config
+from synapse_workers.kube.dashboard import dashboard_configmap
+from synapse_workers.kube.monitoring import monitoring_manifests
+from synapse_workers.kube.rollout import STAGES
+from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
+from synapse_workers.model.stack_config import runtime_config
+from synapse_workers.ops.guards import gate_refusal, maintenance_refusal, stack_reference_name
+from synapse_workers.ops.revision import program_revision, template_digests
+from synapse_workers.plan import Plan, build_plan
 
 
 def load_from_runtime() -> Settings:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components import kube
-from components.manifests import Manifest
-from components.plan import Plan, Workload
+from components import registration as kube
+from synapse_workers.kube.manifests import Manifest
+from synapse_workers.kube.workload import Workload
+from synapse_workers.plan import Plan
 
 
 @dataclass(frozen=True)

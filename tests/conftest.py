@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.settings import SECRET_FILES, Settings, load_settings
+from synapse_workers.model.settings import SECRET_FILES, Settings, load_settings
 
 SECRET_KEYS = frozenset(f"synapse:{k}" for k in SECRET_FILES if k != "redisPassword")
 """Pulumi-secret config keys a stack without synapse:existingSecret needs."""

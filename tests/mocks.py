@@ -6,9 +6,9 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
-from components.mock_runtime import RecordingMocks, Registered, run_program
-from components.revision import program_revision
-from components.stack_config import PROJECT_DIR, read_stack_file
+from synapse_workers.cli.mock_runtime import RecordingMocks, Registered, run_program
+from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
+from synapse_workers.ops.revision import program_revision
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`python -m components plan|render` as an operator runs them: output, exit codes, nothing written on error."""
+"""`synapse-workers plan|render` as an operator runs them: output, exit codes, nothing written on error."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.stack_config import PROJECT_DIR
-from components.worker_classes import CLASS_NAMES
+from synapse_workers.model.stack_config import PROJECT_DIR
+from synapse_workers.model.worker_classes import CLASS_NAMES
 
 
 def cli(*args: str, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
     return subprocess.run(
-        [sys.executable, "-m", "components", *args], capture_output=True, text=True, cwd=cwd, env=env, check=False
+        [sys.executable, "-m", "synapse_workers", *args], capture_output=True, text=True, cwd=cwd, env=env, check=False
     )
 
 

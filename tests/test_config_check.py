@@ -12,8 +12,8 @@ import pytest
 import yaml
 from signedjson.key import generate_signing_key, write_signing_keys
 
-from components.plan import Plan, build_plan
-from components.settings import SECRET_FILES
+from synapse_workers.model.settings import SECRET_FILES
+from synapse_workers.plan import Plan, build_plan
 from tests.conftest import settings_for
 
 

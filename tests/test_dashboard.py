@@ -13,8 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.dashboard import DASHBOARD_LABEL, dashboard_configmap
-from components.plan import Plan, build_plan
+from synapse_workers.kube.dashboard import DASHBOARD_LABEL, dashboard_configmap
+from synapse_workers.plan import Plan, build_plan
 from tests.conftest import settings_for
 
 

@@ -7,10 +7,10 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.mock_runtime import RecordingMocks, run_program
-from components.plan import build_plan
-from components.revision import program_revision, template_digests
-from components.settings import load_settings
+from synapse_workers.cli.mock_runtime import RecordingMocks, run_program
+from synapse_workers.model.settings import load_settings
+from synapse_workers.ops.revision import program_revision, template_digests
+from synapse_workers.plan import build_plan
 from tests.conftest import base_values
 from tests.mocks import stack_values
 

@@ -14,12 +14,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.errors import ConfigError
-from components.plan import build_plan
-from components.render import render_stack
-from components.report import plan_json, plan_table
-from components.settings import load_settings
-from components.stack_config import PROJECT_DIR
+from synapse_workers.cli.render import render_stack
+from synapse_workers.cli.report import plan_json, plan_table
+from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.settings import load_settings
+from synapse_workers.model.stack_config import PROJECT_DIR
+from synapse_workers.plan import build_plan
 from tests.conftest import SECRET_KEYS, base_values, secret_values, settings_for
 from tests.mocks import run
 
@@ -187,7 +187,7 @@ def test_render_does_not_depend_on_hash_seed_clock_or_locale(tmp_path: Path) -> 
         out = tmp_path / seed
         env = {**os.environ, "PYTHONHASHSEED": seed, "TZ": tz, "LANG": lang, "PYTHONPATH": str(PROJECT_DIR)}
         done = subprocess.run(
-            [sys.executable, "-m", "components", "render", "--stack", "prod", "--out", str(out)],
+            [sys.executable, "-m", "synapse_workers", "render", "--stack", "prod", "--out", str(out)],
             env=env,
             capture_output=True,
             text=True,

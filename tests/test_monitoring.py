@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from components import monitoring
-from components.errors import ConfigError
-from components.plan import Plan, build_plan
-from components.settings import TOP_LEVEL_KEYS, load_settings
-from components.topology import METRICS_PORT
-from components.worker_classes import BY_NAME, CLASS_NAMES
+from synapse_workers.kube import monitoring
+from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.settings import TOP_LEVEL_KEYS, load_settings
+from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES
+from synapse_workers.plan import Plan, build_plan
+from synapse_workers.synapse.topology import METRICS_PORT
 from tests.conftest import base_values, settings_for
 
 PROMTOOL_DIR = Path(__file__).parent / "promtool"

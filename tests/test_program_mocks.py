@@ -10,9 +10,9 @@ import pulumi
 import pytest
 import yaml
 
-from components.mock_runtime import RecordingMocks, run_program
-from components.plan import build_plan
-from components.settings import load_settings
+from synapse_workers.cli.mock_runtime import RecordingMocks, run_program
+from synapse_workers.model.settings import load_settings
+from synapse_workers.plan import build_plan
 from tests.conftest import SECRET_KEYS, base_values, secret_values
 from tests.mocks import Run, run, stack_values
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.promote import PromoteError, StackLike, promote
+from synapse_workers.ops.promote import PromoteError, StackLike, promote
 
 
 @dataclass

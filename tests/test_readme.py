@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from components.sizing import size_all
-from components.stack_config import PROJECT_DIR
+from synapse_workers.model.sizing import size_all
+from synapse_workers.model.stack_config import PROJECT_DIR
 from tests.conftest import settings_for
 
 README = (PROJECT_DIR / "README.md").read_text()

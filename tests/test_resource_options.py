@@ -7,8 +7,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import kube
-from components.mock_runtime import run_program
+from components import registration as kube
+from synapse_workers.cli.mock_runtime import run_program
 from tests.conftest import base_values
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from components.plan import Plan, build_plan
-from components.routing import (
+from synapse_workers.model.worker_classes import BY_NAME
+from synapse_workers.plan import Plan, build_plan
+from synapse_workers.synapse.routing import (
     HEALTH_PATH,
     ROUTES,
     haproxy_config,
@@ -33,7 +34,6 @@ from components.routing import (
     routes_for_plan,
     template_slots,
 )
-from components.worker_classes import BY_NAME
 from tests.conftest import settings_for
 
 ROOM = "!abcdef:example.org"

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.stack_config import PROJECT_DIR, read_stack_file
+from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
 
 
 def scale(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
     return subprocess.run(
-        [sys.executable, "-m", "components", "scale", "--project-dir", str(project), *args],
+        [sys.executable, "-m", "synapse_workers", "scale", "--project-dir", str(project), *args],
         capture_output=True,
         text=True,
         env=env,

@@ -19,11 +19,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.network_policy import network_policies
-from components.plan import Plan, build_plan
-from components.render import Rendered, render_stack
-from components.settings import load_settings
-from components.stack_config import PROJECT_DIR, read_stack_file
+from synapse_workers.cli.render import Rendered, render_stack
+from synapse_workers.kube.network_policy import network_policies
+from synapse_workers.model.settings import load_settings
+from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
+from synapse_workers.plan import Plan, build_plan
 
 K8S_VERSION = "1.37.0"
 """The newest Kubernetes version whose schemas kubernetes-validate 1.37.0 ships."""

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.errors import ConfigError
-from components.settings import load_settings
+from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.settings import load_settings
 from tests.conftest import SECRET_KEYS, base_values, secret_values
 
 DROP = None

@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from components.sizing import ClassSize, estimate_messages_per_second, phase_of, size_all
-from components.worker_classes import CLASS_NAMES
+from synapse_workers.model.sizing import ClassSize, estimate_messages_per_second, phase_of, size_all
+from synapse_workers.model.worker_classes import CLASS_NAMES
 from tests.conftest import settings_for
 
 # The guide's formulas, written out again here from the guide's text (not imported from the code).

@@ -23,13 +23,13 @@ from signedjson.key import generate_signing_key, write_signing_keys
 from synapse.config import ConfigError
 from synapse.config.homeserver import HomeServerConfig
 
-from components.plan import Plan, build_plan
-from components.render import Rendered, render_stack
-from components.settings import SECRET_FILES, Settings, load_settings
-from components.stack_config import PROJECT_DIR, read_stack_file
-from components.synapse_config import MEDIA_DIR, SECRETS_DIR, WORKER_APP
-from components.topology import MAIN_POD, MAIN_WORKLOAD
-from components.worker_classes import WORKER_CLASSES
+from synapse_workers.cli.render import Rendered, render_stack
+from synapse_workers.model.settings import SECRET_FILES, Settings, load_settings
+from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
+from synapse_workers.model.worker_classes import WORKER_CLASSES
+from synapse_workers.plan import Plan, build_plan
+from synapse_workers.synapse.config_files import MEDIA_DIR, SECRETS_DIR, WORKER_APP
+from synapse_workers.synapse.topology import MAIN_POD, MAIN_WORKLOAD
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

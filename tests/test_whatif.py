@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.plan import build_plan
-from components.whatif import compare
+from synapse_workers.ops.whatif import compare
+from synapse_workers.plan import build_plan
 from tests.conftest import base_values, settings_for
 from tests.mocks import run
 

@@ -45,10 +45,10 @@ from nio import (
 )
 from synapse.config._base import RoutableShardedWorkerHandlingConfig
 
-from components.plan import Plan, build_plan
-from components.routing import haproxy_config
-from components.settings import SECRET_FILES
-from components.topology import CLIENT_PORT
+from synapse_workers.model.settings import SECRET_FILES
+from synapse_workers.plan import Plan, build_plan
+from synapse_workers.synapse.routing import haproxy_config
+from synapse_workers.synapse.topology import CLIENT_PORT
 from tests.conftest import settings_for
 from tests.e2e.conftest import Loopback, Postgres, Processes, wait_http
 

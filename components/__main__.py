@@ -1,5 +1,0 @@
-import sys
-
-from components.cli import main
-
-sys.exit(main())

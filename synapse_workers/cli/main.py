@@ -1,0 +1,160 @@
+"""`synapse-workers plan|render|scale|promote`: the capacity plan and the manifests, without an engine or cluster.
+
+Both read `Pulumi.<stack>.yaml` as the Pulumi CLI would. Any bad input ends in one line on stderr and
+a non-zero exit, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+from synapse_workers.cli.report import plan_json, plan_table
+from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.stack_config import PROJECT_DIR, StackFileError, read_stack_file
+from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
+from synapse_workers.ops.whatif import compare, whatif_json, whatif_table
+from synapse_workers.plan import Plan
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parse_pin(text: str) -> tuple[str, str]:
+    name, sep, replicas = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected CLASS=REPLICAS, got {text!r}")
+    return name, replicas
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="synapse-workers", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, summary in (
+        ("plan", "print the capacity plan: replicas per worker class, phase, departures from the guide"),
+        ("render", "write every Kubernetes object and every process's Synapse config as YAML"),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary)
+        command.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+        command.add_argument("--ccu", help="concurrent users, instead of synapse:ccu")
+        command.add_argument(
+            "--messages-per-second", dest="messages_per_second", help="instead of synapse:messagesPerSecond"
+        )
+        command.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+        if name == "plan":
+            command.add_argument("--json", action="store_true", help="print JSON instead of a table")
+            command.add_argument("--to-ccu", dest="to_ccu", help="what-if: compare with this CCU")
+            command.add_argument("--to-messages-per-second", dest="to_messages_per_second", help="what-if")
+            command.add_argument("--to-federated-servers", dest="to_federated_servers", help="what-if")
+        else:
+            command.add_argument("--out", type=Path, required=True, help="folder to write into")
+    scale = commands.add_parser(
+        "scale",
+        help="write new load figures or pins into Pulumi.<stack>.yaml and record why",
+        description="write new load figures or pins into Pulumi.<stack>.yaml and append to scaling-history.yaml",
+    )
+    scale.add_argument("--stack", required=True)
+    scale.add_argument("--ccu")
+    scale.add_argument("--messages-per-second", dest="messages_per_second")
+    scale.add_argument("--federated-servers", dest="federated_servers")
+    scale.add_argument("--pin", action="append", type=_parse_pin, default=[], metavar="CLASS=REPLICAS")
+    scale.add_argument("--reason", required=True, help="why: it goes into the scaling history")
+    scale.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+    promote = commands.add_parser(
+        "promote",
+        help="preview and update staging, check it, then prod (Pulumi Automation API; needs the Pulumi CLI)",
+    )
+    promote.add_argument("--stacks", nargs="+", default=["staging", "prod"], help="the order (default: staging prod)")
+    return parser
+
+
+def _scale_command(args: argparse.Namespace) -> None:
+    from synapse_workers.ops.scale import HISTORY_FILE, scale  # noqa: PLC0415 (ruamel only for this command)
+
+    change = LoadChange(
+        ccu=args.ccu,
+        messages_per_second=args.messages_per_second,
+        federated_servers=args.federated_servers,
+        pins=tuple(args.pin),
+    )
+    done = scale(args.project_dir, args.stack, change, args.reason, datetime.now(UTC))
+    sys.stdout.write(whatif_table(done.result))
+    print(f"\nwrote Pulumi.{args.stack}.yaml and appended to {HISTORY_FILE}; next: pulumi preview --stack {args.stack}")
+
+
+def _stack_values(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[str]]:
+    return read_stack_file(args.stack, args.project_dir / f"Pulumi.{args.stack}.yaml")
+
+
+def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], secret_keys: frozenset[str]) -> None:
+    target = LoadChange(
+        ccu=args.to_ccu,
+        messages_per_second=args.to_messages_per_second,
+        federated_servers=args.to_federated_servers,
+    )
+    result = None
+    if not target.is_empty():
+        flags = {
+            "ccu": "--to-ccu",
+            "messages_per_second": "--to-messages-per-second",
+            "federated_servers": "--to-federated-servers",
+        }
+        new_values, named = apply(values, target, flags)
+        new_plan = plan_with_flags(args.stack, new_values, secret_keys, named)
+        result = compare(plan, new_plan)
+        plan = new_plan
+    if args.json:
+        document = plan_json(plan)
+        if result is not None:
+            document.update(whatif_json(result))
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stdout.write(plan_table(plan) + (whatif_table(result) if result is not None else ""))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "scale":
+            _scale_command(args)
+            return 0
+        if args.command == "promote":
+            from synapse_workers.ops.promote import PromoteError, promote  # noqa: PLC0415
+
+            try:
+                promote(args.stacks)
+            except PromoteError as error:
+                print(f"error: promote stopped: {error}", file=sys.stderr)
+                return 1
+            return 0
+        values, secret_keys = _stack_values(args)
+        flags = {"ccu": "--ccu", "messages_per_second": "--messages-per-second"}
+        values, named = apply(values, LoadChange(ccu=args.ccu, messages_per_second=args.messages_per_second), flags)
+        plan = plan_with_flags(args.stack, values, secret_keys, named)
+        if args.command == "plan":
+            _plan_command(args, plan, values, secret_keys)
+            return 0
+        # Imported here: the Pulumi SDK is only needed to render, and `plan` should answer at once.
+        from synapse_workers.cli.render import render_stack, write  # noqa: PLC0415
+
+        rendered = render_stack(args.stack, values, secret_keys)
+        write(rendered, args.out)
+        print(
+            f"rendered stack {args.stack}: {len(rendered.manifests)} objects in {args.out / 'manifests'}, "
+            f"{len(rendered.processes)} process configs in {args.out / 'synapse'}"
+        )
+        return 0
+    except (UsageError, ConfigError, StackFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

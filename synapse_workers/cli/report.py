@@ -1,0 +1,111 @@
+"""The capacity plan as operators read it: a table for people, JSON for scripts."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from synapse_workers.kube.monitoring import watch_for_class
+from synapse_workers.kube.rollout import STAGES
+from synapse_workers.plan import Plan
+from synapse_workers.synapse.routing import routes_for_plan
+
+
+def _number(value: Fraction) -> int | float:
+    return int(value) if value.denominator == 1 else round(float(value), 2)
+
+
+def rollout_stages(plan: Plan) -> list[list[str]]:
+    stages: list[list[str]] = [["config"]] + [[] for _ in STAGES[1:]]
+    for workload in plan.workloads:
+        stages[workload.rules.stage].append(workload.part)
+    return stages
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    settings, load = plan.settings, plan.load
+    return {
+        "stack": settings.stack,
+        "phase": plan.phase.name,
+        "phaseNumber": plan.phase.number,
+        "monitoringFocus": plan.phase.monitoring_focus,
+        "sizing": settings.sizing,
+        "load": {
+            "ccu": load.ccu,
+            "messagesPerSecond": _number(load.messages_per_second),
+            "messagesPerSecondEstimated": load.messages_estimated,
+            "federationEnabled": load.federation_enabled,
+            "federatedServers": load.federated_servers,
+        },
+        "workers": {
+            size.spec.name: {
+                "kind": size.spec.kind,
+                "scaling": size.spec.scaling,
+                "deployed": size.deployed,
+                "replicas": size.replicas,
+                "minReplicas": size.min_replicas,
+                "maxReplicas": size.max_replicas,
+                "formula": size.formula_value,
+                "guideTable": size.table_value,
+                "monitoring": size.spec.monitoring,
+                "watch": watch_for_class(size.spec.name)._asdict() if size.deployed else None,
+                "notes": list(size.notes),
+            }
+            for size in plan.sizes
+        },
+        "departures": list(plan.departures()),
+        "rollout": rollout_stages(plan),
+        "routes": [
+            {"pattern": r.pattern, "target": r.target, "hashOn": r.key, "methods": list(r.methods)}
+            for r in routes_for_plan(plan)
+        ],
+    }
+
+
+def plan_table(plan: Plan) -> str:
+    settings, load = plan.settings, plan.load
+    rate = _number(load.messages_per_second)
+    rate_source = "estimated from CCU" if load.messages_estimated else "from config"
+    federation = f"on, {load.federated_servers:,} servers" if load.federation_enabled else "off"
+    phase = plan.phase
+    phase_title = f"Phase {phase.number}: {phase.name}" if phase.number is not None else phase.name.capitalize()
+    lines = [
+        f"Stack {settings.stack}: {load.ccu:,} CCU, {rate:,} msg/s ({rate_source}), federation {federation}, "
+        f"sizing: {settings.sizing}",
+        f"{phase_title} ({phase.range}); monitoring focus: {phase.monitoring_focus}",
+        "",
+    ]
+    header = ("class", "kind", "scaling", "replicas", "hpa min-max", "formula", "guide table")
+    rows = [header]
+    for size in plan.sizes:
+        hpa = f"{size.min_replicas}-{size.max_replicas}" if size.min_replicas is not None else "-"
+        replicas = str(size.replicas) if size.deployed else "0 (not deployed)"
+        formula, table = str(size.formula_value), str(size.table_value)
+        rows.append((size.spec.name, size.spec.kind, size.spec.scaling, replicas, hpa, formula, table))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    notes = [
+        (size.spec.name, note)
+        for size in plan.sizes
+        for note in size.notes
+        if not note.startswith("departs from the guide")
+    ]
+    if notes:
+        lines += ["", "Notes:"] + [f"  {name}: {note}" for name, note in notes]
+    lines += ["", "Departures from the guide (real Synapse wins):"]
+    lines += [f"  - {d}" for d in plan.departures()]
+    lines += ["", "Watch (the guide's targets; metric and alert with synapse:monitoring.enabled):"]
+    for size in plan.sizes:
+        if size.deployed:
+            watch = watch_for_class(size.spec.name)
+            lines.append(f"  {size.spec.name}: {size.spec.monitoring}; {watch.metric}; alert {watch.alert}")
+    lines += ["", "Rollout order when config changes:"]
+    lines += [f"  {i + 1}. {STAGES[i]}: {', '.join(parts)}" for i, parts in enumerate(rollout_stages(plan)) if parts]
+    lines += ["", "Routes (router: first match wins; everything else goes to main):"]
+    routes = routes_for_plan(plan)
+    for target in dict.fromkeys(r.target for r in routes):
+        mine = [r for r in routes if r.target == target]
+        lines.append(f"  {target} (hash on {mine[0].key}):")
+        lines += [f"    {' '.join(r.methods) + ' ' if r.methods else ''}{r.pattern}" for r in mine]
+    return "\n".join(lines) + "\n"

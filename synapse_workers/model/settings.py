@@ -1,0 +1,448 @@
+"""The stack's settings: every `synapse:` key, validated once into frozen, typed values.
+
+Validation happens here and only here; everything downstream can trust what it gets. Secret *values*
+never enter these models: they stay Pulumi secrets in the resource layer. The models only record
+which secrets exist, so the plan and the rendered config can refer to them by file path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from synapse_workers.model.config_types import (
+    DnsLabel,
+    DnsSubdomain,
+    Flag,
+    Hostname,
+    HttpsUrl,
+    ImageRef,
+    LabelKey,
+    LabelValue,
+    Number,
+    Quantity,
+    StackName,
+    Text,
+    WholeNumber,
+)
+from synapse_workers.model.errors import UNSET, ConfigError
+from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES, HA_FLOOR
+
+NAMESPACE = "synapse"
+"""The config namespace: keys are written `synapse:ccu`, `synapse:workers`, …"""
+
+PROVIDER_NAMESPACES = ("kubernetes", "pulumi")
+"""Namespaces that belong to Pulumi and its Kubernetes provider; their keys are not ours to check."""
+
+MAX_CCU = 1_000_000
+MAX_REPLICAS = 1000
+
+ClassName = Literal[
+    "synchrotron",
+    "generic-worker",
+    "event-persister",
+    "federation-sender",
+    "media-repository",
+    "typing-writer",
+    "todevice-writer",
+    "receipts-writer",
+    "presence-writer",
+]
+assert get_args(ClassName) == CLASS_NAMES
+
+SECRET_FILES: dict[str, str] = {
+    "registrationSharedSecret": "registration_shared_secret",
+    "macaroonSecretKey": "macaroon_secret_key",
+    "formSecret": "form_secret",
+    "replicationSecret": "worker_replication_secret",
+    "signingKey": "signing.key",
+    "postgresPassword": "postgres_password",
+    "redisPassword": "redis_password",
+}
+"""Secret config keys and the key (file name) each takes in the Kubernetes Secret."""
+
+_WHOLE_REPLICAS = f"a whole number from 1 to {MAX_REPLICAS}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class ResourceAmounts(_Model):
+    cpu: Quantity | None = Field(None, description="a CPU quantity such as 500m or 2")
+    memory: Quantity | None = Field(None, description="a memory quantity such as 512Mi or 2Gi")
+
+
+class ResourceOverride(_Model):
+    requests: ResourceAmounts = ResourceAmounts()
+    limits: ResourceAmounts = ResourceAmounts()
+
+
+class WorkerOverride(_Model):
+    replicas: WholeNumber | None = Field(None, ge=1, le=MAX_REPLICAS, description=_WHOLE_REPLICAS)
+    min_replicas: WholeNumber | None = Field(None, ge=1, le=MAX_REPLICAS, description=_WHOLE_REPLICAS)
+    max_replicas: WholeNumber | None = Field(None, ge=1, le=MAX_REPLICAS, description=_WHOLE_REPLICAS)
+    resources: ResourceOverride | None = None
+
+
+class MainProcessSettings(_Model):
+    resources: ResourceOverride | None = None
+
+
+class Federation(_Model):
+    enabled: Flag = Field(False, description="true or false")
+    servers: WholeNumber | None = Field(
+        None, ge=1, le=100_000, description="a whole number of federated servers from 1 to 100000"
+    )
+
+
+class Hpa(_Model):
+    target_cpu_utilization: WholeNumber = Field(
+        65, ge=1, le=100, description="a whole percentage from 1 to 100 (the guide says 60-70)"
+    )
+    headroom: Number = Field(2.0, ge=1.0, le=10.0, description="a number from 1.0 to 10.0")
+
+
+class Postgres(_Model):
+    host: Hostname = Field(description="the PostgreSQL host name")
+    port: WholeNumber = Field(5432, ge=1, le=65535, description="a TCP port from 1 to 65535")
+    database: Text = Field("synapse", min_length=1, description="a database name")
+    user: Text = Field("synapse", min_length=1, description="a user name")
+    cp_min: WholeNumber = Field(5, ge=1, le=100, description="a whole number from 1 to 100")
+    cp_max: WholeNumber = Field(10, ge=1, le=100, description="a whole number from 1 to 100")
+
+
+class Redis(_Model):
+    host: Hostname = Field(description="the Redis host name")
+    port: WholeNumber = Field(6379, ge=1, le=65535, description="a TCP port from 1 to 65535")
+    auth: Flag = Field(False, description="true when Redis needs a password (synapse:redisPassword)")
+
+
+class Media(_Model):
+    claim_name: DnsSubdomain = Field("synapse-media", description="a PersistentVolumeClaim name (a DNS subdomain name)")
+    create_claim: Flag = Field(True, description="true or false")
+    size: Quantity = Field("50Gi", description="a storage quantity such as 50Gi")
+    storage_class: DnsSubdomain | None = Field(None, description="a StorageClass name")
+
+
+class Monitoring(_Model):
+    enabled: Flag = Field(
+        False, description="true to emit ServiceMonitors and PrometheusRules (the Prometheus Operator CRDs must exist)"
+    )
+    namespace: DnsLabel = Field(
+        "monitoring", description="the namespace Prometheus scrapes from (a DNS label); only it may reach port 9090"
+    )
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="extra labels for the ServiceMonitors and rules, e.g. {release: prometheus}"
+    )
+
+
+class Router(_Model):
+    host: Hostname | None = Field(None, description="the public host name of the Ingress; defaults to serverName")
+    ingress_class_name: DnsSubdomain | None = Field(None, description="an IngressClass name")
+    tls_secret: DnsSubdomain | None = Field(None, description="the name of a TLS Secret for the Ingress")
+    replicas: WholeNumber = Field(2, ge=1, le=100, description="a whole number from 1 to 100")
+    image: ImageRef = Field(
+        "docker.io/library/haproxy:3.2", description="an HAProxy image reference with a tag or a sha256 digest"
+    )
+
+
+class Settings(_Model):
+    """Everything the plan needs, already checked."""
+
+    stack: str
+    ccu: WholeNumber = Field(ge=1, le=MAX_CCU, description=f"a whole number of concurrent users from 1 to {MAX_CCU}")
+    messages_per_second: Number | None = Field(
+        None, gt=0, le=100_000, description="a number of messages per second above 0, at most 100000"
+    )
+    federation: Federation = Federation()
+    sizing: Literal["formula", "guide-table"] = Field("formula", description="formula or guide-table")
+    workers: dict[ClassName, WorkerOverride] = Field(
+        default_factory=dict, description="worker classes: " + ", ".join(CLASS_NAMES)
+    )
+    hpa: Hpa = Hpa()
+    main: MainProcessSettings = MainProcessSettings()
+    namespace: DnsLabel = Field("matrix", description="a Kubernetes namespace (a DNS label)")
+    create_namespace: Flag = Field(True, description="true or false")
+    image: ImageRef = Field(
+        "ghcr.io/element-hq/synapse:v1.163.2",
+        description="an image reference with a tag or a sha256 digest",
+    )
+    server_name: Hostname = Field(description="the Matrix server name, a host name")
+    public_baseurl: HttpsUrl | None = Field(None, description="an http(s) URL")
+    postgres: Postgres = Field(description="an object with host (required), port, database, user")
+    redis: Redis = Field(description="an object with host (required), port, auth")
+    media: Media = Media()
+    monitoring: Monitoring = Monitoring()
+    router: Router = Router()
+    maintenance_window: Flag = Field(False, description="true while a maintenance window is open")
+    require_maintenance_window: Flag = Field(
+        False, description="true to refuse changes that restart synapse-main outside a maintenance window"
+    )
+    staging_gate: StackName | None = Field(
+        None, description="a stack name (or org/project/stack) that must have deployed this program revision first"
+    )
+    existing_secret: DnsSubdomain | None = Field(
+        None, description="the name of an existing Kubernetes Secret (a DNS subdomain name)"
+    )
+    managed_secrets: tuple[str, ...] = ()
+    """Secret keys given as Pulumi secrets (names only, never values)."""
+
+    def pin(self, class_name: str) -> WorkerOverride | None:
+        return self.workers.get(class_name)  # type: ignore[call-overload, no-any-return]
+
+    @property
+    def secret_name(self) -> str:
+        return self.existing_secret or "synapse-secrets"
+
+
+OBJECT_KEYS = frozenset({"federation", "workers", "hpa", "main", "postgres", "redis", "media", "monitoring", "router"})
+TOP_LEVEL_KEYS = tuple(
+    sorted(
+        {to_camel(name) for name in Settings.model_fields if name not in ("stack", "managed_secrets")}
+        | set(SECRET_FILES)
+    )
+)
+REQUIRED_SECRETS = tuple(k for k in SECRET_FILES if k != "redisPassword")
+
+
+def _allowed(loc: tuple[int | str, ...]) -> str:
+    """Find the description of the field a pydantic error points at, for the 'allowed:' part."""
+    model: type[BaseModel] | None = Settings
+    text = "see the README's list of settings"
+    skip_class_name = False
+    for part in loc:
+        if skip_class_name:
+            skip_class_name = False
+            continue
+        if model is None or not isinstance(part, str):
+            continue
+        field = next(
+            (f for n, f in model.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        if field is None:
+            known = sorted(f.alias or n for n, f in model.model_fields.items())
+            return "one of the keys " + ", ".join(known)
+        text = field.description or text
+        candidates = (field.annotation, *get_args(field.annotation))
+        model = next(
+            (a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)),
+            None,
+        )
+        if part == "workers":
+            model, skip_class_name = WorkerOverride, True
+    return text
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p != "[key]"]
+    return f"{NAMESPACE}:" + ".".join(parts)
+
+
+def _from_validation_error(stack: str, error: ValidationError, data: Mapping[str, Any]) -> ConfigError:
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    if first["type"] == "missing":
+        return ConfigError(stack, _key_of(loc), UNSET, _allowed(loc))
+    if first["type"] == "extra_forbidden":
+        return ConfigError(stack, _key_of(loc), first["input"], _allowed(loc), "unknown key")
+    if loc[:1] == ("workers",) and len(loc) >= 2 and loc[-1] == "[key]":
+        return ConfigError(stack, _key_of(loc), loc[1], "worker classes " + ", ".join(CLASS_NAMES), "unknown class")
+    if first["type"] in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        problem = "out of range"
+    else:
+        problem = str(first["msg"]).removeprefix("Value error, ")
+    return ConfigError(stack, _key_of(loc), first["input"], _allowed(loc), problem)
+
+
+def parse_values(
+    stack: str, values: Mapping[str, str], secret_keys: AbstractSet[str]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Turn the CLI's `namespace:key` → text map into model input, rejecting keys we do not know."""
+    data: dict[str, Any] = {}
+    secrets: list[str] = []
+    for full_key in sorted(values):
+        namespace, sep, key = full_key.partition(":")
+        if not sep:
+            raise ConfigError(stack, full_key, values[full_key], "keys of the form synapse:<key>")
+        if namespace in PROVIDER_NAMESPACES:
+            continue
+        if namespace != NAMESPACE:
+            hint = f"did you mean {NAMESPACE}:{key}?" if key in TOP_LEVEL_KEYS else "unknown namespace"
+            raise ConfigError(stack, full_key, values[full_key], f"keys in the '{NAMESPACE}:' namespace", hint)
+        raw = values[full_key]
+        if key in SECRET_FILES:
+            if full_key not in secret_keys:
+                raise ConfigError(
+                    stack,
+                    full_key,
+                    "(plain text, not shown)",
+                    f"a secret: pulumi config set --secret {full_key} <value>",
+                    "given in plain text",
+                )
+            secrets.append(key)
+            continue
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(stack, full_key, raw, "the keys " + ", ".join(TOP_LEVEL_KEYS), "unknown key")
+        if key in OBJECT_KEYS:
+            try:
+                data[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ConfigError(
+                    stack,
+                    full_key,
+                    raw,
+                    f"an object: pulumi config set --path '{full_key}.<field>' <value>",
+                    "not valid JSON",
+                ) from None
+        else:
+            data[key] = raw
+    return data, tuple(sorted(secrets))
+
+
+def _check_pins(settings: Settings) -> None:
+    stack = settings.stack
+    for name, pin in sorted(settings.workers.items()):
+        spec = BY_NAME[name]
+        key = f"{NAMESPACE}:workers.{name}"
+        if name == "federation-sender" and not settings.federation.enabled:
+            raise ConfigError(
+                stack,
+                key,
+                pin.model_dump(by_alias=True, exclude_none=True),
+                "no federation-sender settings while synapse:federation.enabled is false",
+                "federation is off",
+            )
+        if spec.scaling == "manual":
+            for field, value in (("minReplicas", pin.min_replicas), ("maxReplicas", pin.max_replicas)):
+                if value is not None:
+                    raise ConfigError(
+                        stack,
+                        f"{key}.{field}",
+                        value,
+                        "replicas (this class is scaled by hand, never by an HPA)",
+                        f"{name} has no HPA",
+                    )
+        if spec.single_writer:
+            if pin.replicas is not None and pin.replicas != 1:
+                raise ConfigError(
+                    stack,
+                    f"{key}.replicas",
+                    pin.replicas,
+                    f"1: Synapse accepts exactly one writer for the `{spec.stream}` stream",
+                    "real Synapse would refuse to start",
+                )
+            continue
+        for field, value in (
+            ("replicas", pin.replicas),
+            ("minReplicas", pin.min_replicas),
+            ("maxReplicas", pin.max_replicas),
+        ):
+            if value is not None and value < HA_FLOOR:
+                raise ConfigError(
+                    stack,
+                    f"{key}.{field}",
+                    value,
+                    f"a whole number from {HA_FLOOR} (the high-availability floor) to {MAX_REPLICAS}",
+                    "below the HA floor",
+                )
+        if pin.replicas is not None and pin.min_replicas is not None:
+            raise ConfigError(
+                stack,
+                f"{key}.minReplicas",
+                pin.min_replicas,
+                "either replicas or minReplicas (for an HPA class both mean the HPA minimum)",
+                "both set",
+            )
+        low = pin.min_replicas if pin.min_replicas is not None else pin.replicas
+        if low is not None and pin.max_replicas is not None and pin.max_replicas < low:
+            raise ConfigError(
+                stack,
+                f"{key}.maxReplicas",
+                pin.max_replicas,
+                f"a whole number of at least {low} (the minimum)",
+                "below the minimum",
+            )
+
+
+def _check_cross_fields(settings: Settings) -> None:
+    stack = settings.stack
+    fed = settings.federation
+    if fed.servers is not None and not fed.enabled:
+        raise ConfigError(
+            stack,
+            f"{NAMESPACE}:federation.servers",
+            fed.servers,
+            "no server count while synapse:federation.enabled is false",
+            "federation is off",
+        )
+    if fed.enabled and fed.servers is None:
+        raise ConfigError(
+            stack,
+            f"{NAMESPACE}:federation.servers",
+            UNSET,
+            "a whole number of federated servers from 1 to 100000 (it sizes the federation senders)",
+            "required when federation is enabled",
+        )
+    if settings.postgres.cp_max < settings.postgres.cp_min:
+        raise ConfigError(
+            stack,
+            f"{NAMESPACE}:postgres.cpMax",
+            settings.postgres.cp_max,
+            f"a whole number of at least cpMin ({settings.postgres.cp_min})",
+            "below cpMin",
+        )
+    _check_pins(settings)
+    _check_secrets(settings)
+
+
+def _check_secrets(settings: Settings) -> None:
+    stack = settings.stack
+    given = set(settings.managed_secrets)
+    if settings.existing_secret is not None:
+        if given:
+            first = sorted(given)[0]
+            raise ConfigError(
+                stack,
+                f"{NAMESPACE}:{first}",
+                "(secret, not shown)",
+                "either synapse:existingSecret or Pulumi secrets, not both",
+                "both given",
+            )
+        return
+    needed = list(REQUIRED_SECRETS) + (["redisPassword"] if settings.redis.auth else [])
+    missing = [k for k in needed if k not in given]
+    if missing:
+        raise ConfigError(
+            stack,
+            f"{NAMESPACE}:{missing[0]}",
+            UNSET,
+            f"a Pulumi secret (pulumi config set --secret {NAMESPACE}:{missing[0]} …), "
+            "or synapse:existingSecret naming a Kubernetes Secret",
+            "required",
+        )
+    if "redisPassword" in given and not settings.redis.auth:
+        raise ConfigError(
+            stack,
+            f"{NAMESPACE}:redisPassword",
+            "(secret, not shown)",
+            "no Redis password unless synapse:redis.auth is true",
+            "Redis auth is off",
+        )
+
+
+def load_settings(stack: str, values: Mapping[str, str], secret_keys: AbstractSet[str] = frozenset()) -> Settings:
+    """Validate a stack's config, given as the Pulumi CLI hands it to a program."""
+    data, secrets = parse_values(stack, values, secret_keys)
+    try:
+        settings = Settings.model_validate({**data, "stack": stack, "managedSecrets": secrets})
+    except ValidationError as error:
+        raise _from_validation_error(stack, error, data) from None
+    _check_cross_fields(settings)
+    return settings

@@ -1,0 +1,93 @@
+"""Stack config in the form the Pulumi CLI hands it to a program: `namespace:key` → text.
+
+Two sources give that form: the Pulumi runtime (under `pulumi up`, or under mocks), and a stack file
+read without the CLI (for `plan` and `render`). Reading a file follows what the CLI does: scalars
+become text (`5000` → "5000", `true` → "true"), objects and lists become JSON, and `secure:` values,
+which only the CLI can decrypt, become opaque placeholders marked secret, never used as values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+"""Where `Pulumi.yaml` and the `Pulumi.<stack>.yaml` files live."""
+
+SECRET_PLACEHOLDER = "[secret: decrypted only by the Pulumi CLI]"
+
+
+@dataclass(frozen=True)
+class StackFileError(Exception):
+    stack: str
+    path: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return f"stack '{self.stack}': {self.path}: {self.problem}"
+
+
+def _has_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return True
+        return any(_has_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_secure(v) for v in value)
+    return False
+
+
+def _as_cli_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return ""
+    return str(value)
+
+
+def read_stack_file(stack: str, path: Path) -> tuple[dict[str, str], frozenset[str]]:
+    """Config values and the set of secret keys, as the CLI would pass them for this stack."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StackFileError(stack, path, "no such stack file (create it with `pulumi stack init`)") from None
+    except OSError as error:
+        raise StackFileError(stack, path, f"cannot read it: {error.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise StackFileError(stack, path, f"not valid YAML{where}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise StackFileError(stack, path, "expected a mapping with a `config:` key")
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise StackFileError(stack, path, "`config:` must be a mapping of namespace:key to value")
+    values: dict[str, str] = {}
+    secret_keys: set[str] = set()
+    for raw_key, value in config.items():
+        key = str(raw_key)
+        if _has_secure(value):
+            values[key] = SECRET_PLACEHOLDER
+            secret_keys.add(key)
+        else:
+            values[key] = _as_cli_text(value)
+    return values, frozenset(secret_keys)
+
+
+def runtime_config() -> tuple[dict[str, str], frozenset[str]]:
+    """All config the Pulumi runtime holds for this run, with the keys it marks secret."""
+    from pulumi.runtime import config as runtime  # noqa: PLC0415 (plan and render never need it)
+
+    values: dict[str, Any] = {**runtime.get_config_env(), **runtime.CONFIG.get()}
+    secret_keys = set(runtime.get_config_secret_keys_env()) | set(runtime._SECRET_KEYS.get())
+    return {k: _as_cli_text(v) if not isinstance(v, str) else v for k, v in values.items()}, frozenset(secret_keys)

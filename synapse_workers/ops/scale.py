@@ -1,0 +1,122 @@
+"""`scale`: write new load figures or pins into `Pulumi.<stack>.yaml` and record why in the history.
+
+The guide's best practices 5 and 6 (record every scaling change; keep replica counts in the
+environment's config) done by the program. The stack file is edited in place with its comments and
+key order kept, and values are written as `pulumi config set` would write them. Nothing is written
+unless the new config passes the same validation `pulumi up` applies.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.settings import NAMESPACE, load_settings
+from synapse_workers.model.stack_config import read_stack_file
+from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
+from synapse_workers.ops.whatif import WhatIf, compare
+from synapse_workers.plan import Plan, build_plan
+from synapse_workers.synapse.config_files import to_yaml
+
+HISTORY_FILE = "scaling-history.yaml"
+FLAGS = {
+    "ccu": "--ccu",
+    "messages_per_second": "--messages-per-second",
+    "federated_servers": "--federated-servers",
+    "pins": "--pin",
+}
+
+
+@dataclass(frozen=True)
+class Scaled:
+    old: Plan
+    new: Plan
+    result: WhatIf
+    record: dict[str, Any]
+
+
+def _child(parent: CommentedMap, key: str) -> CommentedMap:
+    node = parent.get(key)
+    if not isinstance(node, CommentedMap):
+        node = CommentedMap()
+        parent[key] = node
+    return node
+
+
+def _edit(config: CommentedMap, change: LoadChange) -> None:
+    """Write values the way the CLI does: `pulumi config set` quotes scalars, `--path` writes numbers."""
+    if change.ccu is not None:
+        config[f"{NAMESPACE}:ccu"] = DoubleQuotedScalarString(str(int(change.ccu)))
+    if change.messages_per_second is not None:
+        config[f"{NAMESPACE}:messagesPerSecond"] = DoubleQuotedScalarString(change.messages_per_second.strip())
+    if change.federated_servers is not None:
+        _child(config, f"{NAMESPACE}:federation")["servers"] = int(change.federated_servers)
+    for name, replicas in change.pins:
+        workers = _child(config, f"{NAMESPACE}:workers")
+        _child(workers, name)["replicas"] = int(replicas)
+
+
+def _record(stack: str, reason: str, now: datetime, old: Plan, new: Plan, change: LoadChange) -> dict[str, Any]:
+    load: dict[str, str] = {}
+    if change.ccu is not None:
+        load["ccu"] = f"{old.load.ccu} -> {new.load.ccu}"
+    if change.messages_per_second is not None:
+        load["messagesPerSecond"] = (
+            f"{float(old.load.messages_per_second):g} -> {float(new.load.messages_per_second):g}"
+        )
+    if change.federated_servers is not None:
+        load["federatedServers"] = f"{old.load.federated_servers} -> {new.load.federated_servers}"
+    old_sizes = {s.spec.name: s.replicas for s in old.sizes}
+    replicas = {
+        s.spec.name: f"{old_sizes[s.spec.name]} -> {s.replicas}"
+        for s in new.sizes
+        if old_sizes[s.spec.name] != s.replicas
+    }
+    record: dict[str, Any] = {
+        "date": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "stack": stack,
+        "reason": reason,
+        "load": load,
+        "replicas": replicas,
+    }
+    if change.pins:
+        record["pins"] = {name: int(value) for name, value in change.pins}
+    return record
+
+
+def scale(project_dir: Path, stack: str, change: LoadChange, reason: str, now: datetime) -> Scaled:
+    """Validate the change, then write the stack file and append the history record (in that order)."""
+    if not reason.strip():
+        raise ConfigError(stack, "--reason", reason, "a few words on why (they go into the scaling history)")
+    if change.is_empty():
+        raise ConfigError(
+            stack, "scale", "no change", "at least one of --ccu, --messages-per-second, --federated-servers, --pin"
+        )
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    values, secret_keys = read_stack_file(stack, path)
+    old = build_plan(load_settings(stack, values, secret_keys))
+    new_values, named = apply(values, change, FLAGS)
+    new = plan_with_flags(stack, new_values, secret_keys, named)
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    document = yaml.load(path.read_text(encoding="utf-8")) or CommentedMap()
+    _edit(_child(document, "config"), change)
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+
+    record = _record(stack, reason.strip(), now, old, new, change)
+    history = project_dir / HISTORY_FILE
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    with history.open("a", encoding="utf-8") as handle:
+        handle.write(to_yaml([record]))
+    return Scaled(old=old, new=new, result=compare(old, new), record=record)

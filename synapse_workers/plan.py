@@ -1,0 +1,204 @@
+"""The whole plan for a stack: sizes, topology, config files and manifests, with no Pulumi in sight.
+
+`plan` prints it, the Pulumi components turn it into resources, and tests read it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synapse_workers.kube import manifests as k8s
+from synapse_workers.kube.config_check import config_check_job
+from synapse_workers.kube.network_policy import network_policies
+from synapse_workers.kube.rollout import MAIN, rules_for
+from synapse_workers.kube.router import pods_services, router_manifests
+from synapse_workers.kube.workload import Workload
+from synapse_workers.model.config_types import quantity
+from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.settings import NAMESPACE, ResourceOverride, Settings
+from synapse_workers.model.sizing import ClassSize, Load, Phase, phase_of, size_all
+from synapse_workers.model.worker_classes import MAIN_RESOURCES, Resources, WorkerClass
+from synapse_workers.synapse.config_files import (
+    ConfigFile,
+    class_config,
+    main_config,
+    shared_config,
+    to_yaml,
+)
+from synapse_workers.synapse.routing import haproxy_config
+from synapse_workers.synapse.topology import MAIN_POD, MAIN_WORKLOAD, Topology, build_topology
+
+
+@dataclass(frozen=True)
+class Plan:
+    settings: Settings
+    load: Load
+    phase: Phase
+    sizes: tuple[ClassSize, ...]
+    topology: Topology
+    shared: ConfigFile
+    workloads: tuple[Workload, ...]
+    base_manifests: tuple[k8s.Manifest, ...]
+    """Namespace, Secret shell and media claim, as the settings ask."""
+
+    def workload(self, part: str) -> Workload:
+        return next(w for w in self.workloads if w.part == part)
+
+    @property
+    def config_files(self) -> tuple[ConfigFile, ...]:
+        return (self.shared, *(w.config for w in self.workloads))
+
+    def configmaps(self) -> tuple[k8s.Manifest, ...]:
+        return tuple(k8s.configmap(self.settings, f) for f in self.config_files)
+
+    def router(self) -> tuple[k8s.Manifest, ...]:
+        """HAProxy with this plan's routing table, its Service and Ingress."""
+        return router_manifests(self.settings, haproxy_config(self))
+
+    def config_check(self) -> k8s.Manifest:
+        """The Job every workload waits for: real Synapse loading every part's new config."""
+        return config_check_job(self.settings, self.shared, [w.config for w in self.workloads])
+
+    def manifests(self) -> tuple[k8s.Manifest, ...]:
+        return (
+            self.base_manifests
+            + self.configmaps()
+            + (self.config_check(),)
+            + tuple(m for w in self.workloads for m in w.manifests)
+            + self.router()
+        )
+
+    def departures(self) -> tuple[str, ...]:
+        return (
+            *(
+                f"{size.spec.name}: {note}"
+                for size in self.sizes
+                for note in size.notes
+                if note.startswith("departs from the guide")
+            ),
+            "all processes: a change to instance_map, stream_writers or federation_sender_instances "
+            "restarts every Synapse process, not only main as the guide's step 3 says; each process "
+            "routes writes by those lists (SYNAPSE-FACTS, synapse/config/workers.py)",
+        )
+
+
+def _resources(settings: Settings, key: str, base: Resources, override: ResourceOverride | None) -> Resources:
+    """The class's defaults with the stack's overrides; a request above its limit is refused here,
+    since Kubernetes would refuse the whole workload at apply time."""
+    if override is None:
+        return base
+    merged = Resources(
+        cpu_request=override.requests.cpu or base.cpu_request,
+        memory_request=override.requests.memory or base.memory_request,
+        cpu_limit=override.limits.cpu or base.cpu_limit,
+        memory_limit=override.limits.memory or base.memory_limit,
+    )
+    for what, request, limit in (
+        ("cpu", merged.cpu_request, merged.cpu_limit),
+        ("memory", merged.memory_request, merged.memory_limit),
+    ):
+        if quantity(request) > quantity(limit):
+            raise ConfigError(
+                settings.stack,
+                f"{key}.resources.requests.{what}",
+                request,
+                f"a request no larger than the limit ({limit})",
+                "request above limit",
+            )
+    return merged
+
+
+def _override(settings: Settings, spec: WorkerClass) -> ResourceOverride | None:
+    pin = settings.pin(spec.name)
+    return None if pin is None else pin.resources
+
+
+def _main_workload(settings: Settings, shared: ConfigFile) -> Workload:
+    own = ConfigFile(MAIN, to_yaml(main_config(settings)))
+    resources = _resources(settings, f"{NAMESPACE}:main", MAIN_RESOURCES, settings.main.resources)
+    template = k8s.pod_template(settings, MAIN, shared, own, resources, replication=True, media=False)
+    return Workload(
+        part=MAIN,
+        spec=None,
+        size=None,
+        config=own,
+        rules=rules_for(None, (MAIN_POD,)),
+        manifests=(
+            k8s.statefulset(settings, MAIN_WORKLOAD, MAIN, 1, template),
+            k8s.service(settings, MAIN_WORKLOAD, MAIN, replication=True, headless=True),
+        ),
+        shared=shared,
+        processes=((f"{MAIN_POD}.yaml", None),),
+    )
+
+
+def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, topology: Topology) -> Workload:
+    spec = size.spec
+    own = ConfigFile(spec.name, to_yaml(class_config(settings, spec)))
+    template = k8s.pod_template(
+        settings,
+        spec.name,
+        shared,
+        own,
+        _resources(settings, f"{NAMESPACE}:workers.{spec.name}", spec.resources, _override(settings, spec)),
+        replication=spec.needs_instance_map,
+        media=spec.name == "media-repository",
+    )
+    name = spec.workload_name
+    if not spec.single_writer:
+        template["spec"]["topologySpreadConstraints"] = [k8s.spread_over_nodes(settings, spec.name)]
+    if spec.kind == "Deployment":
+        assert size.min_replicas is not None and size.max_replicas is not None
+        objects: tuple[k8s.Manifest, ...] = (
+            k8s.deployment(settings, name, spec.name, size.replicas, template),
+            k8s.service(settings, name, spec.name, replication=False, headless=False),
+            k8s.hpa(settings, name, spec.name, size.min_replicas, size.max_replicas),
+            *pods_services(settings, [spec.name]),
+        )
+        processes: tuple[tuple[str, str | None], ...] = ((f"{name}.yaml", f"{name}-sample"),)
+    else:
+        objects = (
+            k8s.statefulset(settings, name, spec.name, size.replicas, template),
+            k8s.service(settings, name, spec.name, replication=spec.needs_instance_map, headless=True),
+        )
+        processes = tuple((f"{pod}.yaml", pod) for pod in topology.members[spec.name])
+    if size.replicas >= 2:
+        objects += (k8s.disruption_budget(settings, name, spec.name),)
+    return Workload(
+        part=spec.name,
+        spec=spec,
+        size=size,
+        config=own,
+        rules=rules_for(spec, topology.members.get(spec.name, ())),
+        manifests=objects,
+        shared=shared,
+        processes=processes,
+    )
+
+
+def build_plan(settings: Settings) -> Plan:
+    load, sizes = size_all(settings)
+    topology = build_topology(sizes, settings.namespace)
+    shared = ConfigFile("shared", to_yaml(shared_config(settings, topology)))
+    workloads = (
+        _main_workload(settings, shared),
+        *(_class_workload(settings, shared, size, topology) for size in sizes if size.deployed),
+    )
+    base: list[k8s.Manifest] = []
+    if settings.create_namespace:
+        base.append(k8s.namespace(settings))
+    if settings.existing_secret is None:
+        base.append(k8s.secret_shell(settings))
+    if settings.media.create_claim:
+        base.append(k8s.media_claim(settings))
+    base.extend(network_policies(settings))
+    return Plan(
+        settings=settings,
+        load=load,
+        phase=phase_of(settings.ccu),
+        sizes=sizes,
+        topology=topology,
+        shared=shared,
+        workloads=workloads,
+        base_manifests=tuple(base),
+    )

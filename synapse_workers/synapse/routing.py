@@ -1,0 +1,443 @@
+"""Which worker class serves which request path, and the HAProxy config that routes them (pure).
+
+Workers only take load off main when the reverse proxy sends each request to the class that serves it,
+so the routing table lives here, as data, in one place: the `plan` command lists it, the router config is
+generated from it, and the tests check it against Synapse's worker documentation.
+
+Sources, read 2026 for Synapse 1.163 (patterns are Synapse's own, written as in `docs/workers.md`):
+- `docs/workers.md` in element-hq/synapse: the `synapse.app.generic_worker` endpoint list (sync,
+  client, encryption, registration, event sending, federation), the GET-only list, the stream-writer
+  sections (typing, to_device, receipts, presence) and the media repository section;
+- the Element Server Suite chart (`element-hq/ess-helm`, `_synapse_details.tpl`), which keeps the same
+  table per worker type; `SlidingSyncRestServlet` (MSC4186 `/sync`), registered on every process.
+
+What the table does not route goes to main, which serves every client endpoint except media (main runs
+with `enable_media_repo: false`). Classes that serve no client HTTP (event persisters, federation
+senders) never appear as targets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from synapse_workers.model.settings import Settings
+from synapse_workers.model.sizing import ClassSize
+from synapse_workers.model.worker_classes import BY_NAME
+from synapse_workers.synapse.config_files import MAIN_CLASS
+from synapse_workers.synapse.topology import CLIENT_PORT, MAIN_POD, MAIN_WORKLOAD, Topology, pod_host
+
+
+class Routed(Protocol):
+    """What routing needs of a plan: the stack's settings, its class sizes and its pods. The plan
+    satisfies this by its shape, so routing stays below the plan that uses it."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def sizes(self) -> tuple[ClassSize, ...]: ...
+
+    @property
+    def topology(self) -> Topology: ...
+
+
+BalanceKey = Literal["user", "room", "source"]
+"""What a request is hashed on when its class runs several pods:
+`user`: the access token (Authorization header, else the `access_token` query parameter), so one user's
+`/sync` stays on one synchrotron, whose caches hold that user's state (Synapse's docs);
+`room`: the room id in the path, so one room's pagination and writes stay on one process (the docs say
+pagination must, and event sending may, be balanced by room);
+`source`: the client address, for inbound federation transactions (the docs: by source IP)."""
+
+ROUTER_PORT = CLIENT_PORT
+"""The router listens where clients expect Synapse: 8008, behind the Ingress."""
+HEALTH_PORT = 8404
+"""The router's own health endpoint, apart from the Matrix port so a probe never reaches Synapse."""
+HEALTH_PATH = "/healthz"
+
+MIN_TEMPLATE_SLOTS = 64
+"""Server slots per autoscaled class: at least this many, and at least the HPA maximum (rounded up to a
+power of two), so every pod the HPA adds finds a free slot without a router restart."""
+
+_V = "(api/v1|r0|v3|unstable)"
+_V3 = "(r0|v3|unstable)"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path pattern and the class that serves it."""
+
+    pattern: str
+    """A regular expression on the request path (no query string), as Synapse's docs write them."""
+    target: str
+    """A worker class name, or `main`."""
+    key: BalanceKey = "user"
+    methods: tuple[str, ...] = ()
+    """Only these HTTP methods take this route (empty: all); the rest go on down the table."""
+    federation: bool = False
+    """Routed only when federation is enabled; without it no process serves these paths."""
+    why: str = ""
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.methods and method.upper() not in self.methods:
+            return False
+        return re.search(self.pattern, path) is not None
+
+
+def _routes(target: str, key: BalanceKey, why: str, *patterns: str, methods: tuple[str, ...] = ()) -> list[Route]:
+    return [Route(p, target, key, methods, False, why) for p in patterns]
+
+
+def _federation(target: str, key: BalanceKey, why: str, *patterns: str) -> list[Route]:
+    return [Route(p, target, key, (), True, why) for p in patterns]
+
+
+# Order matters: the first route that matches wins, as in the HAProxy frontend. Stream writers and media
+# come first, so the generic worker's broad patterns never shadow them.
+ROUTES: tuple[Route, ...] = (
+    *_routes(
+        "synchrotron",
+        "user",
+        "sync requests (docs/workers.md, generic_worker: sync requests; sticky per user)",
+        "^/_matrix/client/(r0|v3)/sync$",
+        "^/_matrix/client/(api/v1|r0|v3)/events$",
+        "^/_matrix/client/(api/v1|r0|v3)/initialSync$",
+        "^/_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync$",
+        "^/_matrix/client/unstable/org.matrix.simplified_msc3575/sync$",
+    ),
+    *_routes(
+        "typing-writer",
+        "user",
+        "the typing stream writer (docs/workers.md: the `typing` stream)",
+        f"^/_matrix/client/{_V}/rooms/.*/typing",
+    ),
+    *_routes(
+        "todevice-writer",
+        "user",
+        "the to_device stream writer (docs/workers.md: the `to_device` stream)",
+        f"^/_matrix/client/{_V3}/sendToDevice/",
+    ),
+    *_routes(
+        "receipts-writer",
+        "room",
+        "a receipts stream writer (docs/workers.md: the `receipts` stream, several writers)",
+        f"^/_matrix/client/{_V3}/rooms/.*/receipt",
+        f"^/_matrix/client/{_V3}/rooms/.*/read_markers",
+    ),
+    *_routes(
+        "presence-writer",
+        "user",
+        "the presence stream writer (docs/workers.md: the `presence` stream)",
+        f"^/_matrix/client/{_V}/presence/",
+    ),
+    *_routes(
+        "media-repository",
+        "user",
+        "media (docs/workers.md: synapse.app.media_repository; main runs without the media repo)",
+        "^/_matrix/media/",
+        "^/_matrix/client/v1/media/",
+        "^/_synapse/media/",
+        "^/_synapse/admin/v1/purge_media_cache$",
+        "^/_synapse/admin/v1/room/.*/media.*$",
+        "^/_synapse/admin/v1/user/.*/media.*$",
+        "^/_synapse/admin/v1/media/.*$",
+        "^/_synapse/admin/v1/quarantine_media/.*$",
+        "^/_synapse/admin/v1/users/.*/media$",
+    ),
+    *_federation(
+        "media-repository",
+        "user",
+        "federation media (docs/workers.md: synapse.app.media_repository)",
+        "^/_matrix/federation/v1/media/",
+    ),
+    *_routes(
+        "generic-worker",
+        "room",
+        "room-bound client requests (docs/workers.md: balance event sending and pagination by room)",
+        f"^/_matrix/client/{_V}/rooms/.*/joined_members$",
+        f"^/_matrix/client/{_V}/rooms/.*/context/.*$",
+        f"^/_matrix/client/{_V}/rooms/.*/members$",
+        f"^/_matrix/client/{_V}/rooms/.*/state$",
+        "^/_matrix/client/v1/rooms/.*/hierarchy$",
+        "^/_matrix/client/(v1|unstable)/rooms/.*/relations/",
+        "^/_matrix/client/v1/rooms/.*/threads$",
+        f"^/_matrix/client/{_V}/rooms/.*/event/",
+        "^/_matrix/client/v1/rooms/.*/timestamp_to_event$",
+        "^/_matrix/client/(api/v1|r0|v3|unstable/.*)/rooms/.*/aliases",
+        f"^/_matrix/client/{_V}/rooms/.*/redact",
+        f"^/_matrix/client/{_V}/rooms/.*/send",
+        f"^/_matrix/client/{_V}/rooms/.*/state/",
+        f"^/_matrix/client/{_V}/rooms/.*/(join|invite|leave|ban|unban|kick)$",
+        f"^/_matrix/client/{_V}/rooms/.*/messages$",
+    ),
+    *_routes(
+        "generic-worker",
+        "user",
+        "client requests any worker serves (docs/workers.md, synapse.app.generic_worker)",
+        f"^/_matrix/client/{_V}/createRoom$",
+        f"^/_matrix/client/{_V}/publicRooms$",
+        "^/_matrix/client/unstable/im.nheko.summary/summary/.*$",
+        f"^/_matrix/client/{_V3}/account/3pid$",
+        f"^/_matrix/client/{_V3}/account/whoami$",
+        f"^/_matrix/client/{_V3}/account/deactivate$",
+        "^/_matrix/client/(r0|v3)/delete_devices$",
+        f"^/_matrix/client/{_V}/devices(/|$)",
+        "^/_matrix/client/versions$",
+        f"^/_matrix/client/{_V}/voip/turnServer$",
+        f"^/_matrix/client/{_V}/joined_rooms$",
+        f"^/_matrix/client/{_V}/search$",
+        f"^/_matrix/client/{_V3}/user/.*/filter(/|$)",
+        f"^/_matrix/client/{_V}/directory/room/.*$",
+        f"^/_matrix/client/{_V3}/capabilities$",
+        f"^/_matrix/client/{_V3}/notifications$",
+        "^/_synapse/admin/v1/rooms/[^/]+$",
+        f"^/_matrix/client/{_V3}/keys/query$",
+        f"^/_matrix/client/{_V3}/keys/changes$",
+        f"^/_matrix/client/{_V3}/keys/claim$",
+        f"^/_matrix/client/{_V3}/room_keys/",
+        f"^/_matrix/client/{_V3}/keys/upload",
+        f"^/_matrix/client/{_V}/keys/device_signing/upload$",
+        f"^/_matrix/client/{_V}/keys/signatures/upload$",
+        f"^/_matrix/client/{_V}/login$",
+        f"^/_matrix/client/{_V3}/register$",
+        f"^/_matrix/client/{_V3}/register/available$",
+        "^/_matrix/client/v1/register/m.login.registration_token/validity$",
+        f"^/_matrix/client/{_V3}/password_policy$",
+        f"^/_matrix/client/{_V}/join/",
+        f"^/_matrix/client/{_V}/knock/",
+        f"^/_matrix/client/{_V}/profile/",
+        f"^/_matrix/client/{_V3}/user_directory/search$",
+    ),
+    *_routes(
+        "generic-worker",
+        "user",
+        "GET-only on workers (docs/workers.md); writes stay on main, the writer of these streams here",
+        f"^/_matrix/client/{_V}/pushrules/",
+        "^/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
+        f"^/_matrix/client/{_V3}/.*/tags",
+        f"^/_matrix/client/{_V3}/.*/account_data",
+        methods=("GET",),
+    ),
+    *_federation(
+        "generic-worker",
+        "source",
+        "inbound federation transactions, by source address (docs/workers.md)",
+        "^/_matrix/federation/v1/send/",
+    ),
+    *_federation(
+        "generic-worker",
+        "user",
+        "federation requests (docs/workers.md, synapse.app.generic_worker)",
+        "^/_matrix/federation/v1/version$",
+        "^/_matrix/federation/v1/event/",
+        "^/_matrix/federation/v1/state/",
+        "^/_matrix/federation/v1/state_ids/",
+        "^/_matrix/federation/v1/backfill/",
+        "^/_matrix/federation/v1/get_missing_events/",
+        "^/_matrix/federation/v1/publicRooms",
+        "^/_matrix/federation/v1/query/",
+        "^/_matrix/federation/v1/make_join/",
+        "^/_matrix/federation/v1/make_leave/",
+        "^/_matrix/federation/(v1|v2)/send_join/",
+        "^/_matrix/federation/(v1|v2)/send_leave/",
+        "^/_matrix/federation/v1/make_knock/",
+        "^/_matrix/federation/v1/send_knock/",
+        "^/_matrix/federation/(v1|v2)/invite/",
+        "^/_matrix/federation/v1/event_auth/",
+        "^/_matrix/federation/v1/timestamp_to_event/",
+        "^/_matrix/federation/v1/exchange_third_party_invite/",
+        "^/_matrix/federation/v1/user/devices/",
+        "^/_matrix/key/v2/query",
+        "^/_matrix/federation/v1/hierarchy/",
+    ),
+)
+
+FEDERATION_PATHS: tuple[str, ...] = ("^/_matrix/federation/", "^/_matrix/key/")
+"""Refused at the router (404) when federation is disabled: no process listens for them then."""
+
+
+def _deployed(plan: Routed) -> set[str]:
+    return {MAIN_CLASS, *(size.spec.name for size in plan.sizes if size.deployed)}
+
+
+def routes_for_plan(plan: Routed) -> tuple[Route, ...]:
+    """The table as this plan uses it: routes to classes the plan deploys, federation routes only with
+    federation on. What no route takes goes to main (`default_backend`)."""
+    deployed = _deployed(plan)
+    federation = plan.settings.federation.enabled
+    return tuple(r for r in ROUTES if r.target in deployed and (federation or not r.federation))
+
+
+def route_request(plan: Routed, method: str, path: str) -> str | None:
+    """The class a request reaches under this plan, `main` for the rest, None when the router refuses it.
+
+    The same first-match order as the generated HAProxy frontend; tests and `plan` use it."""
+    if not plan.settings.federation.enabled and any(re.search(p, path) for p in FEDERATION_PATHS):
+        return None
+    for route in routes_for_plan(plan):
+        if route.matches(method, path):
+            return route.target
+    return MAIN_CLASS
+
+
+# --- HAProxy -------------------------------------------------------------------------------------------
+
+HASHED_CLASSES = frozenset({"synchrotron", "generic-worker", "receipts-writer"})
+"""Backends that may run several pods and whose routes carry a balance key; the rest run round robin
+(media reads a shared store; single-writer classes have one pod)."""
+
+RESOLVERS = "cluster-dns"
+
+
+def template_slots(max_replicas: int) -> int:
+    """Server slots for an autoscaled class: depends on the HPA maximum (a setting), never on the replicas
+    running now, so scaling never changes the router config."""
+    slots = MIN_TEMPLATE_SLOTS
+    while slots < max_replicas:
+        slots *= 2
+    return slots
+
+
+def pods_service(class_name: str) -> str:
+    """The headless Service (ready pods only) the router resolves to find an autoscaled class's pods."""
+    return f"{BY_NAME[class_name].workload_name}-pods"
+
+
+def _quote(pattern: str) -> str:
+    """HAProxy's strong quoting: nothing inside single quotes is expanded (`$` stays an anchor)."""
+    if "'" in pattern:
+        raise ValueError(f"route pattern {pattern!r} cannot be single-quoted for HAProxy")
+    return f"'{pattern}'"
+
+
+def _acl_name(index: int, route: Route) -> str:
+    return f"r{index:03d}_{route.target.replace('-', '_')}"
+
+
+def _condition(index: int, route: Route) -> str:
+    acl = _acl_name(index, route)
+    if route.methods:
+        return f"{acl} {'METH_' + route.methods[0] if len(route.methods) == 1 else 'meth_' + acl}"
+    return acl
+
+
+def _server_lines(plan: Routed, backend: str, servers: Mapping[str, Sequence[str]] | None) -> list[str]:
+    namespace = plan.settings.namespace
+    if servers is not None:
+        return [f"    server {backend}-{i} {address} check" for i, address in enumerate(servers[backend])]
+    dns = f"resolvers {RESOLVERS} resolve-prefer ipv4 init-addr none check"
+    if backend == MAIN_CLASS:
+        return [f"    server {MAIN_POD} {pod_host(MAIN_POD, MAIN_WORKLOAD, namespace)}:{CLIENT_PORT} {dns}"]
+    size = next(s for s in plan.sizes if s.spec.name == backend)
+    if size.spec.kind == "Deployment":
+        assert size.max_replicas is not None
+        host = f"{pods_service(backend)}.{namespace}.svc.cluster.local"
+        return [f"    server-template {backend}- {template_slots(size.max_replicas)} {host}:{CLIENT_PORT} {dns}"]
+    workload = size.spec.workload_name
+    return [
+        f"    server {pod} {pod_host(pod, workload, namespace)}:{CLIENT_PORT} {dns}"
+        for pod in plan.topology.members[backend]
+    ]
+
+
+def backends_for_plan(plan: Routed) -> tuple[str, ...]:
+    """Main and every class some route of this plan targets, in table order."""
+    targets: list[str] = [MAIN_CLASS]
+    for route in routes_for_plan(plan):
+        if route.target not in targets:
+            targets.append(route.target)
+    return tuple(targets)
+
+
+def haproxy_config(
+    plan: Routed,
+    *,
+    bind: str = "",
+    servers: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """The router's haproxy.cfg for this plan: deterministic text, the same for the same plan.
+
+    Pods are found through the cluster's DNS at run time (`resolvers` reading the pod's resolv.conf):
+    autoscaled classes by a `server-template` over their ready-pods headless Service, StatefulSet pods by
+    their stable names. `bind` narrows the listening address (default: all); `servers` (backend name to
+    `host:port` list) replaces the server lines only, for running the same routing outside a cluster.
+    """
+    routes = routes_for_plan(plan)
+    backends = backends_for_plan(plan)
+    out: list[str] = [
+        "# Generated by components/routing.py from the capacity plan; do not edit by hand.",
+        "global",
+        "    log stdout format raw local0 info",
+        "    # No maxconn: HAProxy derives it from the file-descriptor limit it is given (each /sync holds one).",
+        "",
+        "defaults",
+        "    mode http",
+        "    log global",
+        "    option httplog",
+        "    option forwardfor",
+        "    timeout connect 5s",
+        "    timeout http-request 30s",
+        "    timeout http-keep-alive 30s",
+        "    # /sync long-polls for up to 30 s by default; media uploads can be slow.",
+        "    timeout client 180s",
+        "    timeout server 180s",
+        "    default-server inter 5s fall 3 rise 2",
+        "    # A pod that went away between health checks: retry the connection on another server.",
+        "    retries 3",
+        "    option redispatch",
+        "",
+    ]
+    if servers is None:
+        out += [
+            f"resolvers {RESOLVERS}",
+            "    parse-resolv-conf",
+            "    resolve_retries 3",
+            "    timeout resolve 1s",
+            "    timeout retry 1s",
+            "    hold valid 10s",
+            "    hold obsolete 30s",
+            "    accepted_payload_size 8192",
+            "",
+        ]
+    out += [
+        "frontend health",
+        f"    bind {bind}:{HEALTH_PORT}",
+        f"    monitor-uri {HEALTH_PATH}",
+        "",
+        "frontend matrix",
+        f"    bind {bind}:{ROUTER_PORT}",
+        "    # Balance keys: the access token (Authorization without its scheme, else the access_token query",
+        "    # parameter, so both forms of one token hash alike), and the room id in the path.",
+        "    http-request set-var(txn.user_key) req.hdr(Authorization),regsub(^[^[:space:]]+[[:space:]]+,)",
+        "    http-request set-var(txn.user_key) url_param(access_token) if !{ req.hdr(Authorization) -m found }",
+        "    http-request set-var(txn.room_key) path,regsub(^.*?/rooms/,),field(1,/)",
+    ]
+    if not plan.settings.federation.enabled:
+        out.append("    # Federation is disabled: no process serves these paths.")
+        out.append(f"    acl federation_path path_reg {' '.join(_quote(p) for p in FEDERATION_PATHS)}")
+        out.append("    http-request deny deny_status 404 if federation_path")
+    for i, route in enumerate(routes):
+        out.append(f"    acl {_acl_name(i, route)} path_reg {_quote(route.pattern)}")
+        if len(route.methods) > 1:
+            out.append(f"    acl meth_{_acl_name(i, route)} method {' '.join(route.methods)}")
+    # The hash key of the first matching route must win: written in reverse, the last rule applied is it.
+    out.append("    http-request set-var(txn.lb_key) var(txn.user_key)")
+    key_source = {"user": "var(txn.user_key)", "room": "var(txn.room_key)", "source": "src"}
+    for i, route in reversed(list(enumerate(routes))):
+        if route.target in HASHED_CLASSES:
+            out.append(f"    http-request set-var(txn.lb_key) {key_source[route.key]} if {_condition(i, route)}")
+    for i, route in enumerate(routes):
+        out.append(f"    use_backend {route.target} if {_condition(i, route)}")
+    out.append(f"    default_backend {MAIN_CLASS}")
+    for backend in backends:
+        out += ["", f"backend {backend}"]
+        if backend in HASHED_CLASSES:
+            out += ["    balance hash var(txn.lb_key)", "    hash-type consistent"]
+        else:
+            out.append("    balance roundrobin")
+        out.append("    option httpchk GET /health")
+        out += _server_lines(plan, backend, servers)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,95 @@
+"""Which Synapse processes exist and how they find each other: instance_map, stream_writers and friends.
+
+This is the part of the config that every process must read identically (Synapse routes each write to
+the writer it computes from these lists), so it is built in one place from the sized classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from synapse_workers.model.sizing import ClassSize
+
+CLIENT_PORT = 8008
+REPLICATION_PORT = 9093
+METRICS_PORT = 9090
+
+MAIN_WORKLOAD = "synapse-main"
+MAIN_POD = "synapse-main-0"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One addressable Synapse process (a StatefulSet pod), by its pod name."""
+
+    name: str
+    class_name: str
+    host: str
+
+
+def pod_host(pod: str, service: str, namespace: str) -> str:
+    return f"{pod}.{service}.{namespace}.svc.cluster.local"
+
+
+def instances(size: ClassSize, namespace: str) -> tuple[Instance, ...]:
+    """The pods of a StatefulSet class; a Deployment's pods have no stable names to address."""
+    if size.spec.kind != "StatefulSet" or not size.deployed:
+        return ()
+    service = size.spec.workload_name
+    return tuple(
+        Instance(f"{service}-{i}", size.spec.name, pod_host(f"{service}-{i}", service, namespace))
+        for i in range(size.replicas)
+    )
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The shared topology, as Synapse config keys."""
+
+    instance_map: dict[str, dict[str, Any]]
+    stream_writers: dict[str, list[str]]
+    federation_sender_instances: list[str]
+    media_instance_running_background_jobs: str | None
+    members: dict[str, tuple[str, ...]]
+    """Pod names per StatefulSet class, main included."""
+
+    def as_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "instance_map": self.instance_map,
+            "stream_writers": self.stream_writers,
+            "federation_sender_instances": self.federation_sender_instances,
+        }
+        if self.media_instance_running_background_jobs is not None:
+            config["media_instance_running_background_jobs"] = self.media_instance_running_background_jobs
+        return config
+
+
+def build_topology(sizes: tuple[ClassSize, ...], namespace: str) -> Topology:
+    main_host = pod_host(MAIN_POD, MAIN_WORKLOAD, namespace)
+    instance_map: dict[str, dict[str, Any]] = {"main": {"host": main_host, "port": REPLICATION_PORT}}
+    stream_writers: dict[str, list[str]] = {}
+    federation_senders: list[str] = []
+    media: list[str] = []
+    members: dict[str, tuple[str, ...]] = {"main": (MAIN_POD,)}
+    for size in sizes:
+        pods = instances(size, namespace)
+        if size.spec.kind == "StatefulSet":
+            members[size.spec.name] = tuple(p.name for p in pods)
+        if size.spec.needs_instance_map:
+            for pod in pods:
+                instance_map[pod.name] = {"host": pod.host, "port": REPLICATION_PORT}
+        if size.spec.stream is not None and pods:
+            stream_writers[size.spec.stream] = [p.name for p in pods]
+        if size.spec.name == "federation-sender":
+            federation_senders = [p.name for p in pods]
+        if size.spec.name == "media-repository":
+            media = [p.name for p in pods]
+    return Topology(
+        instance_map=instance_map,
+        stream_writers=stream_writers,
+        # An empty list means no process sends federation: right when federation is disabled.
+        federation_sender_instances=federation_senders,
+        media_instance_running_background_jobs=media[0] if media else None,
+        members=members,
+    )
