@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from synapse_workers.kube import manifests as k8s
 from synapse_workers.kube.config_check import config_check_job
+from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.kube.network_policy import network_policies
 from synapse_workers.kube.rollout import MAIN, rules_for
 from synapse_workers.kube.router import pods_services, router_manifests
@@ -25,7 +26,6 @@ from synapse_workers.synapse.config_files import (
     shared_config,
     to_yaml,
 )
-from synapse_workers.synapse.routing import haproxy_config
 from synapse_workers.synapse.topology import MAIN_POD, MAIN_WORKLOAD, Topology, build_topology
 
 

@@ -24,16 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from synapse_workers.kube.haproxy import HEALTH_PATH, haproxy_config, template_slots
 from synapse_workers.model.worker_classes import BY_NAME
 from synapse_workers.plan import Plan, build_plan
-from synapse_workers.synapse.routing import (
-    HEALTH_PATH,
-    ROUTES,
-    haproxy_config,
-    route_request,
-    routes_for_plan,
-    template_slots,
-)
+from synapse_workers.synapse.routing import ROUTES, route_request, routes_for_plan
 from tests.conftest import settings_for
 
 ROOM = "!abcdef:example.org"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from synapse_workers.kube import manifests as k8s
+from synapse_workers.kube.haproxy import HEALTH_PATH, HEALTH_PORT, ROUTER_PORT, pods_service
 from synapse_workers.kube.network_policy import ROUTER_COMPONENT
 from synapse_workers.model.settings import Settings
 from synapse_workers.synapse.config_files import content_hash
-from synapse_workers.synapse.routing import HEALTH_PATH, HEALTH_PORT, ROUTER_PORT, pods_service
 
 ROUTER_NAME = "synapse-router"
 HAPROXY_UID = 99

@@ -1,8 +1,8 @@
-"""Which worker class serves which request path, and the HAProxy config that routes them (pure).
+"""Which worker class serves which request path (pure): the routing table and its lookup.
 
 Workers only take load off main when the reverse proxy sends each request to the class that serves it,
-so the routing table lives here, as data, in one place: the `plan` command lists it, the router config is
-generated from it, and the tests check it against Synapse's worker documentation.
+so the routing table lives here, as data, in one place: the `plan` command lists it, the router config
+(`kube/haproxy.py`) is generated from it, and the tests check it against Synapse's worker documentation.
 
 Sources, read 2026 for Synapse 1.163 (patterns are Synapse's own, written as in `docs/workers.md`):
 - `docs/workers.md` in element-hq/synapse: the `synapse.app.generic_worker` endpoint list (sync,
@@ -19,15 +19,13 @@ senders) never appear as targets.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from synapse_workers.model.settings import Settings
 from synapse_workers.model.sizing import ClassSize
-from synapse_workers.model.worker_classes import BY_NAME
 from synapse_workers.synapse.config_files import MAIN_CLASS
-from synapse_workers.synapse.topology import CLIENT_PORT, MAIN_POD, MAIN_WORKLOAD, Topology, pod_host
+from synapse_workers.synapse.topology import Topology
 
 
 class Routed(Protocol):
@@ -51,16 +49,6 @@ BalanceKey = Literal["user", "room", "source"]
 `room`: the room id in the path, so one room's pagination and writes stay on one process (the docs say
 pagination must, and event sending may, be balanced by room);
 `source`: the client address, for inbound federation transactions (the docs: by source IP)."""
-
-ROUTER_PORT = CLIENT_PORT
-"""The router listens where clients expect Synapse: 8008, behind the Ingress."""
-HEALTH_PORT = 8404
-"""The router's own health endpoint, apart from the Matrix port so a probe never reaches Synapse."""
-HEALTH_PATH = "/healthz"
-
-MIN_TEMPLATE_SLOTS = 64
-"""Server slots per autoscaled class: at least this many, and at least the HPA maximum (rounded up to a
-power of two), so every pod the HPA adds finds a free slot without a router restart."""
 
 _V = "(api/v1|r0|v3|unstable)"
 _V3 = "(r0|v3|unstable)"
@@ -281,163 +269,3 @@ def route_request(plan: Routed, method: str, path: str) -> str | None:
         if route.matches(method, path):
             return route.target
     return MAIN_CLASS
-
-
-# --- HAProxy -------------------------------------------------------------------------------------------
-
-HASHED_CLASSES = frozenset({"synchrotron", "generic-worker", "receipts-writer"})
-"""Backends that may run several pods and whose routes carry a balance key; the rest run round robin
-(media reads a shared store; single-writer classes have one pod)."""
-
-RESOLVERS = "cluster-dns"
-
-
-def template_slots(max_replicas: int) -> int:
-    """Server slots for an autoscaled class: depends on the HPA maximum (a setting), never on the replicas
-    running now, so scaling never changes the router config."""
-    slots = MIN_TEMPLATE_SLOTS
-    while slots < max_replicas:
-        slots *= 2
-    return slots
-
-
-def pods_service(class_name: str) -> str:
-    """The headless Service (ready pods only) the router resolves to find an autoscaled class's pods."""
-    return f"{BY_NAME[class_name].workload_name}-pods"
-
-
-def _quote(pattern: str) -> str:
-    """HAProxy's strong quoting: nothing inside single quotes is expanded (`$` stays an anchor)."""
-    if "'" in pattern:
-        raise ValueError(f"route pattern {pattern!r} cannot be single-quoted for HAProxy")
-    return f"'{pattern}'"
-
-
-def _acl_name(index: int, route: Route) -> str:
-    return f"r{index:03d}_{route.target.replace('-', '_')}"
-
-
-def _condition(index: int, route: Route) -> str:
-    acl = _acl_name(index, route)
-    if route.methods:
-        return f"{acl} {'METH_' + route.methods[0] if len(route.methods) == 1 else 'meth_' + acl}"
-    return acl
-
-
-def _server_lines(plan: Routed, backend: str, servers: Mapping[str, Sequence[str]] | None) -> list[str]:
-    namespace = plan.settings.namespace
-    if servers is not None:
-        return [f"    server {backend}-{i} {address} check" for i, address in enumerate(servers[backend])]
-    dns = f"resolvers {RESOLVERS} resolve-prefer ipv4 init-addr none check"
-    if backend == MAIN_CLASS:
-        return [f"    server {MAIN_POD} {pod_host(MAIN_POD, MAIN_WORKLOAD, namespace)}:{CLIENT_PORT} {dns}"]
-    size = next(s for s in plan.sizes if s.spec.name == backend)
-    if size.spec.kind == "Deployment":
-        assert size.max_replicas is not None
-        host = f"{pods_service(backend)}.{namespace}.svc.cluster.local"
-        return [f"    server-template {backend}- {template_slots(size.max_replicas)} {host}:{CLIENT_PORT} {dns}"]
-    workload = size.spec.workload_name
-    return [
-        f"    server {pod} {pod_host(pod, workload, namespace)}:{CLIENT_PORT} {dns}"
-        for pod in plan.topology.members[backend]
-    ]
-
-
-def backends_for_plan(plan: Routed) -> tuple[str, ...]:
-    """Main and every class some route of this plan targets, in table order."""
-    targets: list[str] = [MAIN_CLASS]
-    for route in routes_for_plan(plan):
-        if route.target not in targets:
-            targets.append(route.target)
-    return tuple(targets)
-
-
-def haproxy_config(
-    plan: Routed,
-    *,
-    bind: str = "",
-    servers: Mapping[str, Sequence[str]] | None = None,
-) -> str:
-    """The router's haproxy.cfg for this plan: deterministic text, the same for the same plan.
-
-    Pods are found through the cluster's DNS at run time (`resolvers` reading the pod's resolv.conf):
-    autoscaled classes by a `server-template` over their ready-pods headless Service, StatefulSet pods by
-    their stable names. `bind` narrows the listening address (default: all); `servers` (backend name to
-    `host:port` list) replaces the server lines only, for running the same routing outside a cluster.
-    """
-    routes = routes_for_plan(plan)
-    backends = backends_for_plan(plan)
-    out: list[str] = [
-        "# Generated by components/routing.py from the capacity plan; do not edit by hand.",
-        "global",
-        "    log stdout format raw local0 info",
-        "    # No maxconn: HAProxy derives it from the file-descriptor limit it is given (each /sync holds one).",
-        "",
-        "defaults",
-        "    mode http",
-        "    log global",
-        "    option httplog",
-        "    option forwardfor",
-        "    timeout connect 5s",
-        "    timeout http-request 30s",
-        "    timeout http-keep-alive 30s",
-        "    # /sync long-polls for up to 30 s by default; media uploads can be slow.",
-        "    timeout client 180s",
-        "    timeout server 180s",
-        "    default-server inter 5s fall 3 rise 2",
-        "    # A pod that went away between health checks: retry the connection on another server.",
-        "    retries 3",
-        "    option redispatch",
-        "",
-    ]
-    if servers is None:
-        out += [
-            f"resolvers {RESOLVERS}",
-            "    parse-resolv-conf",
-            "    resolve_retries 3",
-            "    timeout resolve 1s",
-            "    timeout retry 1s",
-            "    hold valid 10s",
-            "    hold obsolete 30s",
-            "    accepted_payload_size 8192",
-            "",
-        ]
-    out += [
-        "frontend health",
-        f"    bind {bind}:{HEALTH_PORT}",
-        f"    monitor-uri {HEALTH_PATH}",
-        "",
-        "frontend matrix",
-        f"    bind {bind}:{ROUTER_PORT}",
-        "    # Balance keys: the access token (Authorization without its scheme, else the access_token query",
-        "    # parameter, so both forms of one token hash alike), and the room id in the path.",
-        "    http-request set-var(txn.user_key) req.hdr(Authorization),regsub(^[^[:space:]]+[[:space:]]+,)",
-        "    http-request set-var(txn.user_key) url_param(access_token) if !{ req.hdr(Authorization) -m found }",
-        "    http-request set-var(txn.room_key) path,regsub(^.*?/rooms/,),field(1,/)",
-    ]
-    if not plan.settings.federation.enabled:
-        out.append("    # Federation is disabled: no process serves these paths.")
-        out.append(f"    acl federation_path path_reg {' '.join(_quote(p) for p in FEDERATION_PATHS)}")
-        out.append("    http-request deny deny_status 404 if federation_path")
-    for i, route in enumerate(routes):
-        out.append(f"    acl {_acl_name(i, route)} path_reg {_quote(route.pattern)}")
-        if len(route.methods) > 1:
-            out.append(f"    acl meth_{_acl_name(i, route)} method {' '.join(route.methods)}")
-    # The hash key of the first matching route must win: written in reverse, the last rule applied is it.
-    out.append("    http-request set-var(txn.lb_key) var(txn.user_key)")
-    key_source = {"user": "var(txn.user_key)", "room": "var(txn.room_key)", "source": "src"}
-    for i, route in reversed(list(enumerate(routes))):
-        if route.target in HASHED_CLASSES:
-            out.append(f"    http-request set-var(txn.lb_key) {key_source[route.key]} if {_condition(i, route)}")
-    for i, route in enumerate(routes):
-        out.append(f"    use_backend {route.target} if {_condition(i, route)}")
-    out.append(f"    default_backend {MAIN_CLASS}")
-    for backend in backends:
-        out += ["", f"backend {backend}"]
-        if backend in HASHED_CLASSES:
-            out += ["    balance hash var(txn.lb_key)", "    hash-type consistent"]
-        else:
-            out.append("    balance roundrobin")
-        out.append("    option httpchk GET /health")
-        out += _server_lines(plan, backend, servers)
-    return "\n".join(out) + "\n"

@@ -45,9 +45,9 @@ from nio import (
 )
 from synapse.config._base import RoutableShardedWorkerHandlingConfig
 
+from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.plan import Plan, build_plan
-from synapse_workers.synapse.routing import haproxy_config
 from synapse_workers.synapse.topology import CLIENT_PORT
 from tests.conftest import settings_for
 from tests.e2e.conftest import Loopback, Postgres, Processes, wait_http
