@@ -91,6 +91,21 @@ def test_bad_command_lines_give_one_line_and_exit_non_zero(args: list[str], frag
     assert "Traceback" not in done.stderr
 
 
+def test_installed_command_runs_from_any_folder(tmp_path: Path) -> None:
+    """The set-up installs `synapse-workers` beside the interpreter; it finds the project's stacks from
+    anywhere, and its usage errors carry its own name."""
+    script = Path(sys.executable).parent / "synapse-workers"
+    assert script.exists(), "run the README's set-up (make plan / make test): it installs the command"
+    done = subprocess.run(
+        [str(script), "plan", "--stack", "staging"], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Stack staging: 500 CCU")
+    bad = subprocess.run([str(script), "plan"], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: synapse-workers plan: ")
+
+
 def _stack_dir(tmp_path: Path, text: str, stack: str = "test") -> Path:
     (tmp_path / f"Pulumi.{stack}.yaml").write_text(text)
     return tmp_path
