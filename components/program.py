@@ -13,6 +13,7 @@ from components.resources import (
     ConfigCheck,
     MainProcess,
     Monitoring,
+    Pooler,
     Router,
     SynapseConfig,
     WorkerClassComponent,
@@ -56,6 +57,10 @@ def deploy(plan: Plan, secret_values: Mapping[str, pulumi.Output[str]]) -> None:
     config = SynapseConfig("synapse-config", ConfigArgs(plan, secret_values))
     check = ConfigCheck("synapse-config-check", plan, pulumi.ResourceOptions(depends_on=[config]))
     done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config, check]}
+    if plan.pooler_manifests:
+        # Every Synapse process connects through it, so it is ready before the first of them starts.
+        pooler = Pooler("synapse-pgbouncer", plan, pulumi.ResourceOptions(depends_on=[config]))
+        done[STAGES.index("config")].append(pooler)
     for stage in range(1, len(STAGES)):
         previous = [r for s in range(stage) for r in done.get(s, [])]
         for workload in plan.workloads:

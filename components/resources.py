@@ -71,18 +71,35 @@ class ConfigCheck(pulumi.ComponentResource):
         self.register_outputs({"job": job["metadata"]["name"]})
 
 
-class Router(pulumi.ComponentResource):
-    """HAProxy in front of every Synapse process, with its config, Service and Ingress."""
+class _ConfiguredService(pulumi.ComponentResource):
+    """A Deployment with its content-addressed ConfigMap and the objects around it. The ConfigMap keeps
+    one logical name, so new content shows as a replacement of the same resource."""
 
-    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("synapse:router:Router", name, None, opts)
+    def __init__(
+        self, token: str, name: str, manifests: Sequence[Manifest], opts: pulumi.ResourceOptions | None
+    ) -> None:
+        super().__init__(token, name, None, opts)
         after = _depends_on(opts)
         self.resources = []
-        for manifest in plan.router():
-            logical = "synapse-router-config" if manifest["kind"] == "ConfigMap" else manifest["metadata"]["name"]
+        for manifest in manifests:
+            logical = f"{name}-config" if manifest["kind"] == "ConfigMap" else manifest["metadata"]["name"]
             child = pulumi.ResourceOptions(parent=self, depends_on=after)
             self.resources.append(kube.create(logical, manifest, child))
         self.register_outputs({})
+
+
+class Router(_ConfiguredService):
+    """HAProxy in front of every Synapse process, with its config, Service and Ingress."""
+
+    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("synapse:router:Router", name, plan.router_manifests, opts)
+
+
+class Pooler(_ConfiguredService):
+    """PgBouncer between Synapse and PostgreSQL (synapse:postgres.pooler.enabled)."""
+
+    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("synapse:database:Pooler", name, plan.pooler_manifests, opts)
 
 
 class Monitoring(pulumi.ComponentResource):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian packages the test suite uses: PostgreSQL 15, Redis and HAProxy for the end-to-end run, promtool
+# Debian packages the test suite uses: PostgreSQL 15, Redis, HAProxy and PgBouncer for the end-to-end run, promtool
 # (package prometheus) for the alert rules. Installs what is missing when run as root with apt-get;
 # otherwise says what is missing and leaves it to the tests (which fail in CI, skip elsewhere).
 set -euo pipefail
@@ -8,6 +8,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v pgbouncer >/dev/null || need+=(pgbouncer)
 [ "${#need[@]}" -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "== apt-get install ${need[*]}"

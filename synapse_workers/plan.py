@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from synapse_workers.kube import manifests as k8s
+from synapse_workers.kube.budget import Budget, check_budget, compute_budget
 from synapse_workers.kube.config_check import config_check_job
 from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.kube.network_policy import network_policies
+from synapse_workers.kube.pooler import pooler_manifests
 from synapse_workers.kube.rollout import MAIN, rules_for
 from synapse_workers.kube.router import pods_services, router_manifests
 from synapse_workers.kube.workload import Workload
@@ -40,6 +42,11 @@ class Plan:
     workloads: tuple[Workload, ...]
     base_manifests: tuple[k8s.Manifest, ...]
     """Namespace, Secret shell and media claim, as the settings ask."""
+    router_manifests: tuple[k8s.Manifest, ...]
+    """HAProxy with this plan's routing table, its Service and Ingress."""
+    pooler_manifests: tuple[k8s.Manifest, ...]
+    """PgBouncer and its objects; empty unless synapse:postgres.pooler.enabled."""
+    budget: Budget
 
     def workload(self, part: str) -> Workload:
         return next(w for w in self.workloads if w.part == part)
@@ -51,10 +58,6 @@ class Plan:
     def configmaps(self) -> tuple[k8s.Manifest, ...]:
         return tuple(k8s.configmap(self.settings, f) for f in self.config_files)
 
-    def router(self) -> tuple[k8s.Manifest, ...]:
-        """HAProxy with this plan's routing table, its Service and Ingress."""
-        return router_manifests(self.settings, haproxy_config(self))
-
     def config_check(self) -> k8s.Manifest:
         """The Job every workload waits for: real Synapse loading every part's new config."""
         return config_check_job(self.settings, self.shared, [w.config for w in self.workloads])
@@ -64,8 +67,9 @@ class Plan:
             self.base_manifests
             + self.configmaps()
             + (self.config_check(),)
+            + self.pooler_manifests
             + tuple(m for w in self.workloads for m in w.manifests)
-            + self.router()
+            + self.router_manifests
         )
 
     def departures(self) -> tuple[str, ...]:
@@ -192,6 +196,11 @@ def build_plan(settings: Settings) -> Plan:
     if settings.media.create_claim:
         base.append(k8s.media_claim(settings))
     base.extend(network_policies(settings))
+    # The router's config reads only settings, sizes and topology (routing.Routed), not the whole plan.
+    router = router_manifests(settings, haproxy_config(_Routed(settings, sizes, topology)))
+    pooler = pooler_manifests(settings)
+    budget = compute_budget(settings, workloads, router, pooler)
+    check_budget(settings, budget)
     return Plan(
         settings=settings,
         load=load,
@@ -201,4 +210,14 @@ def build_plan(settings: Settings) -> Plan:
         shared=shared,
         workloads=workloads,
         base_manifests=tuple(base),
+        router_manifests=router,
+        pooler_manifests=pooler,
+        budget=budget,
     )
+
+
+@dataclass(frozen=True)
+class _Routed:
+    settings: Settings
+    sizes: tuple[ClassSize, ...]
+    topology: Topology

@@ -23,7 +23,8 @@ def base_values(**overrides: Any) -> dict[str, str]:
     values: dict[str, Any] = {
         "ccu": "1000",
         "serverName": "example.org",
-        "postgres": {"host": "pg.example.org"},
+        # A server big enough for any load the tests size; the budget tests set their own limits.
+        "postgres": {"host": "pg.example.org", "maxConnections": 262143},
         "redis": {"host": "redis.example.org"},
         "existingSecret": "synapse-secrets",
     }

@@ -234,6 +234,23 @@ def test_plan_what_if_json() -> None:
     assert plan["maintenanceWindow"] is True
 
 
+def test_plan_shows_the_budget_and_what_if_shows_it_before_and_after() -> None:
+    table = cli("plan", "--stack", "prod")
+    assert table.returncode == 0, table.stderr
+    assert "Budget (at the HPA minimums -> at the HPA maximums during a rollout):" in table.stdout
+    assert "PostgreSQL connections: 200 -> 300 of 490 allowed" in table.stdout  # 2 PgBouncer pods (+1) x 100
+    done = cli("plan", "--stack", "prod", "--to-ccu", "25000", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    before, after = document["budgetBefore"], document["budget"]
+    assert before["postgresConnections"] == after["postgresConnections"]  # PgBouncer's pools, not the load
+    assert after["synapseConnections"]["atMaximum"] > before["synapseConnections"]["atMaximum"]
+    assert after["cpuRequests"]["atMinimum"] > before["cpuRequests"]["atMinimum"]
+    assert document["workers"]["event-persister"]["dbConnections"] == 10
+    assert after["byWorkload"]["main"]["perProcess"] == 10
+    assert set(after["nodes"]) == {"atMinimum", "atMaximum", "node"}
+
+
 def test_plan_what_if_without_restarts_needs_no_window() -> None:
     done = cli("plan", "--stack", "staging", "--to-ccu", "600")
     assert done.returncode == 0, done.stderr

@@ -160,10 +160,24 @@ def _pod(component: str, stack: str = "test") -> dict[str, str]:
         ("typing-writer", {"app": "prometheus"}, "default", 9090, False),
         ("typing-writer", _pod("main"), "matrix", 9090, False),
         ("media-repository", _pod("router"), "matrix", 5432, False),
+        ("pgbouncer", _pod("synchrotron"), "matrix", 6432, True),
+        ("pgbouncer", _pod("main"), "matrix", 6432, True),
+        ("pgbouncer", _pod("router"), "matrix", 6432, False),
+        ("pgbouncer", _pod("pgbouncer"), "matrix", 6432, False),
+        ("pgbouncer", _pod("main", stack="other-stack"), "matrix", 6432, False),
+        ("pgbouncer", {"app": "psql"}, "matrix", 6432, False),
+        ("pgbouncer", _pod("main"), "matrix", 8008, False),
+        ("main", _pod("pgbouncer"), "matrix", 9093, False),
     ],
 )
 def test_network_policy(dest: str, source: dict[str, str], source_namespace: str, port: int, allowed: bool) -> None:
-    plan = build_plan(settings_for(monitoring={"namespace": "observability"}))
+    pooler = {"enabled": True, "replicas": 2, "poolSize": 20}
+    plan = build_plan(
+        settings_for(
+            monitoring={"namespace": "observability"},
+            postgres={"host": "pg.example.org", "maxConnections": 1000, "pooler": pooler},
+        )
+    )
     policies = [m for m in plan.manifests() if m["kind"] == "NetworkPolicy"]
     assert _allowed(policies, _pod(dest), source, source_namespace, port, plan.settings.namespace) is allowed
 

@@ -45,7 +45,8 @@ def test_kinds_and_names(stack_run: tuple[str, Run]) -> None:
     stack, result = stack_run
     deployments = {o["metadata"]["name"] for o in result.objects("Deployment")}
     statefulsets = {o["metadata"]["name"] for o in result.objects("StatefulSet")}
-    assert deployments == {f"synapse-{c}" for c in AUTOSCALED} | {"synapse-router"}
+    pooler = {"synapse-pgbouncer"} if stack == "prod" else set()  # prod runs PgBouncer, staging does not
+    assert deployments == {f"synapse-{c}" for c in AUTOSCALED} | {"synapse-router"} | pooler
     assert statefulsets == {"synapse-main"} | {f"synapse-{c}" for c in STATEFUL}
     services = {o["metadata"]["name"] for o in result.objects("Service")}
     assert services == deployments | statefulsets | {f"synapse-{c}-pods" for c in AUTOSCALED}
@@ -127,7 +128,7 @@ def test_every_worker_gets_its_pod_name_as_worker_name(stack_run: tuple[str, Run
     _, result = stack_run
     for kind in ("StatefulSet", "Deployment"):
         for workload in result.objects(kind):
-            if workload["metadata"]["name"] == "synapse-router":
+            if workload["metadata"]["name"] in ("synapse-router", "synapse-pgbouncer"):
                 continue
             container = workload["spec"]["template"]["spec"]["containers"][0]
             env = {e["name"]: e for e in container["env"]}

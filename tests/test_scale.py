@@ -84,3 +84,17 @@ def test_refused_changes_write_nothing(project: Path, args: list[str], fragment:
     assert len(done.stderr.strip().splitlines()) == 1
     assert (project / "Pulumi.prod.yaml").read_bytes() == before
     assert not (project / "scaling-history.yaml").exists()
+
+
+def test_scale_refuses_a_change_the_database_cannot_take(tmp_path: Path) -> None:
+    """Staging's PostgreSQL allows 190 connections: 5,000 CCU would need 547 at the HPA maximums."""
+    shutil.copy(PROJECT_DIR / "Pulumi.staging.yaml", tmp_path / "Pulumi.staging.yaml")
+    before = (tmp_path / "Pulumi.staging.yaml").read_text()
+    done = scale(tmp_path, "--stack", "staging", "--ccu", "5000", "--reason", "load test")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: stack 'staging': synapse:postgres.maxConnections = 200 is not allowed")
+    assert "over the limit of 190" in done.stderr and "pooler.enabled" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "Pulumi.staging.yaml").read_text() == before
+    assert not (tmp_path / "scaling-history.yaml").exists()

@@ -100,21 +100,25 @@ def expected_kinds(plan: Plan) -> Counter[str]:
     deployed = [s for s in plan.sizes if s.deployed]
     autoscaled = [s for s in deployed if s.spec.kind == "Deployment"]
     stateful = [s for s in deployed if s.spec.kind == "StatefulSet"]
+    pooler = settings.postgres.pooler
+    pooled = int(pooler.enabled)
     return Counter(
         {
             "Namespace": int(settings.create_namespace),
             "Secret": int(settings.existing_secret is None),
             "PersistentVolumeClaim": int(settings.media.create_claim),
             "NetworkPolicy": len(network_policies(settings)),
-            # shared, main, one per deployed class, the router's
-            "ConfigMap": 2 + len(deployed) + 1,
+            # shared, main, one per deployed class, the router's, PgBouncer's
+            "ConfigMap": 2 + len(deployed) + 1 + pooled,
             "Job": 1,  # the config check
             "StatefulSet": 1 + len(stateful),  # main and each stateful class
-            "Deployment": len(autoscaled) + 1,  # autoscaled classes and the router
-            # one per workload, one ready-pods Service per autoscaled class, the router's
-            "Service": 1 + len(deployed) + len(autoscaled) + 1,
+            "Deployment": len(autoscaled) + 1 + pooled,  # autoscaled classes, the router, PgBouncer
+            # one per workload, one ready-pods Service per autoscaled class, the router's, PgBouncer's
+            "Service": 1 + len(deployed) + len(autoscaled) + 1 + pooled,
             "HorizontalPodAutoscaler": len(autoscaled),
-            "PodDisruptionBudget": sum(s.replicas >= 2 for s in deployed) + int(settings.router.replicas >= 2),
+            "PodDisruptionBudget": sum(s.replicas >= 2 for s in deployed)
+            + int(settings.router.replicas >= 2)
+            + int(pooler.enabled and pooler.replicas >= 2),
             "Ingress": 1,
         }
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from synapse_workers.kube.budget import budget_json, budget_lines
 from synapse_workers.kube.monitoring import watch_for_class
 from synapse_workers.kube.rollout import STAGES
 from synapse_workers.plan import Plan
@@ -47,12 +48,14 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 "maxReplicas": size.max_replicas,
                 "formula": size.formula_value,
                 "guideTable": size.table_value,
+                "dbConnections": settings.db_pool(size.spec.name).cp_max,
                 "monitoring": size.spec.monitoring,
                 "watch": watch_for_class(size.spec.name)._asdict() if size.deployed else None,
                 "notes": list(size.notes),
             }
             for size in plan.sizes
         },
+        "budget": budget_json(settings, plan.budget),
         "departures": list(plan.departures()),
         "rollout": rollout_stages(plan),
         "routes": [
@@ -75,16 +78,19 @@ def plan_table(plan: Plan) -> str:
         f"{phase_title} ({phase.range}); monitoring focus: {phase.monitoring_focus}",
         "",
     ]
-    header = ("class", "kind", "scaling", "replicas", "hpa min-max", "formula", "guide table")
+    header = ("class", "kind", "scaling", "replicas", "hpa min-max", "formula", "guide table", "db conns each")
     rows = [header]
     for size in plan.sizes:
         hpa = f"{size.min_replicas}-{size.max_replicas}" if size.min_replicas is not None else "-"
         replicas = str(size.replicas) if size.deployed else "0 (not deployed)"
         formula, table = str(size.formula_value), str(size.table_value)
-        rows.append((size.spec.name, size.spec.kind, size.spec.scaling, replicas, hpa, formula, table))
+        pool = str(settings.db_pool(size.spec.name).cp_max)
+        rows.append((size.spec.name, size.spec.kind, size.spec.scaling, replicas, hpa, formula, table, pool))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    lines.append(f"main: 1 StatefulSet pod, {settings.db_pool(None).cp_max} db conns")
+    lines += ["", *budget_lines(settings, plan.budget)]
     notes = [
         (size.spec.name, note)
         for size in plan.sizes

@@ -31,7 +31,7 @@ from synapse_workers.model.config_types import (
     WholeNumber,
 )
 from synapse_workers.model.errors import UNSET, ConfigError
-from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES, HA_FLOOR
+from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES, HA_FLOOR, MAIN_DB_POOL, DbPool
 
 NAMESPACE = "synapse"
 """The config namespace: keys are written `synapse:ccu`, `synapse:workers`, …"""
@@ -83,15 +83,26 @@ class ResourceOverride(_Model):
     limits: ResourceAmounts = ResourceAmounts()
 
 
+class DatabasePool(_Model):
+    cp_min: WholeNumber | None = Field(
+        None, ge=1, le=100, description="a whole number of connections from 1 to 100, at most cpMax"
+    )
+    cp_max: WholeNumber | None = Field(
+        None, ge=1, le=100, description="a whole number of connections from 1 to 100, at least cpMin"
+    )
+
+
 class WorkerOverride(_Model):
     replicas: WholeNumber | None = Field(None, ge=1, le=MAX_REPLICAS, description=_WHOLE_REPLICAS)
     min_replicas: WholeNumber | None = Field(None, ge=1, le=MAX_REPLICAS, description=_WHOLE_REPLICAS)
     max_replicas: WholeNumber | None = Field(None, ge=1, le=MAX_REPLICAS, description=_WHOLE_REPLICAS)
     resources: ResourceOverride | None = None
+    database: DatabasePool | None = None
 
 
 class MainProcessSettings(_Model):
     resources: ResourceOverride | None = None
+    database: DatabasePool | None = None
 
 
 class Federation(_Model):
@@ -108,13 +119,43 @@ class Hpa(_Model):
     headroom: Number = Field(2.0, ge=1.0, le=10.0, description="a number from 1.0 to 10.0")
 
 
+class Pooler(_Model):
+    enabled: Flag = Field(False, description="true to run PgBouncer between Synapse and PostgreSQL")
+    replicas: WholeNumber = Field(2, ge=1, le=20, description="a whole number of PgBouncer pods from 1 to 20")
+    pool_size: WholeNumber = Field(
+        20,
+        ge=1,
+        le=10000,
+        description="server connections each PgBouncer pod may open to PostgreSQL, 1 to 10000",
+    )
+    max_client_connections: WholeNumber = Field(
+        10000,
+        ge=1,
+        le=100000,
+        description="client connections each PgBouncer pod accepts, 1 to 100000 (a setting, not derived from the "
+        "load, so scaling Synapse never restarts PgBouncer)",
+    )
+    image: ImageRef = Field(
+        "ghcr.io/cloudnative-pg/pgbouncer:1.24.1",
+        description="a PgBouncer image reference with a tag or a sha256 digest (it needs /bin/sh and pgbouncer)",
+    )
+
+
 class Postgres(_Model):
     host: Hostname = Field(description="the PostgreSQL host name")
     port: WholeNumber = Field(5432, ge=1, le=65535, description="a TCP port from 1 to 65535")
     database: Text = Field("synapse", min_length=1, description="a database name")
     user: Text = Field("synapse", min_length=1, description="a user name")
-    cp_min: WholeNumber = Field(5, ge=1, le=100, description="a whole number from 1 to 100")
-    cp_max: WholeNumber = Field(10, ge=1, le=100, description="a whole number from 1 to 100")
+    max_connections: WholeNumber = Field(
+        100, ge=1, le=262143, description="the server's max_connections, 1 to 262143 (PostgreSQL's default is 100)"
+    )
+    reserved_connections: WholeNumber = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="connections kept free for superusers and maintenance (psql, pg_dump, migrations), 0 to 1000",
+    )
+    pooler: Pooler = Pooler()
 
 
 class Redis(_Model):
@@ -140,6 +181,15 @@ class Monitoring(_Model):
     labels: dict[LabelKey, LabelValue] = Field(
         default_factory=dict, description="extra labels for the ServiceMonitors and rules, e.g. {release: prometheus}"
     )
+
+
+class NodeSize(_Model):
+    cpu: Quantity = Field("16", description="a CPU quantity such as 16 or 15500m (allocatable per node)")
+    memory: Quantity = Field("64Gi", description="a memory quantity such as 64Gi (allocatable per node)")
+
+
+class Capacity(_Model):
+    node: NodeSize = NodeSize()
 
 
 class Router(_Model):
@@ -180,6 +230,7 @@ class Settings(_Model):
     media: Media = Media()
     monitoring: Monitoring = Monitoring()
     router: Router = Router()
+    capacity: Capacity = Capacity()
     maintenance_window: Flag = Field(False, description="true while a maintenance window is open")
     require_maintenance_window: Flag = Field(
         False, description="true to refuse changes that restart synapse-main outside a maintenance window"
@@ -196,12 +247,28 @@ class Settings(_Model):
     def pin(self, class_name: str) -> WorkerOverride | None:
         return self.workers.get(class_name)  # type: ignore[call-overload, no-any-return]
 
+    def db_pool(self, class_name: str | None) -> DbPool:
+        """The pool a process of this class (None: main) opens: the table's default, then the stack's."""
+        if class_name is None:
+            base, override = MAIN_DB_POOL, self.main.database
+        else:
+            pin = self.pin(class_name)
+            base, override = BY_NAME[class_name].db_pool, None if pin is None else pin.database
+        if override is None:
+            return base
+        return DbPool(
+            cp_min=override.cp_min if override.cp_min is not None else base.cp_min,
+            cp_max=override.cp_max if override.cp_max is not None else base.cp_max,
+        )
+
     @property
     def secret_name(self) -> str:
         return self.existing_secret or "synapse-secrets"
 
 
-OBJECT_KEYS = frozenset({"federation", "workers", "hpa", "main", "postgres", "redis", "media", "monitoring", "router"})
+OBJECT_KEYS = frozenset(
+    {"federation", "workers", "hpa", "main", "postgres", "redis", "media", "monitoring", "router", "capacity"}
+)
 TOP_LEVEL_KEYS = tuple(
     sorted(
         {to_camel(name) for name in Settings.model_fields if name not in ("stack", "managed_secrets")}
@@ -390,13 +457,18 @@ def _check_cross_fields(settings: Settings) -> None:
             "a whole number of federated servers from 1 to 100000 (it sizes the federation senders)",
             "required when federation is enabled",
         )
-    if settings.postgres.cp_max < settings.postgres.cp_min:
+    for class_name, key in ((None, "main"), *((name, f"workers.{name}") for name in CLASS_NAMES)):
+        pool = settings.db_pool(class_name)
+        if pool.cp_max >= pool.cp_min:
+            continue
+        pin = None if class_name is None else settings.pin(class_name)
+        given = settings.main.database if class_name is None else None if pin is None else pin.database
+        if given is not None and given.cp_max is not None:
+            allowed, field, value, problem = f"at least cpMin ({pool.cp_min})", "cpMax", pool.cp_max, "below cpMin"
+        else:
+            allowed, field, value, problem = f"at most cpMax ({pool.cp_max})", "cpMin", pool.cp_min, "above cpMax"
         raise ConfigError(
-            stack,
-            f"{NAMESPACE}:postgres.cpMax",
-            settings.postgres.cp_max,
-            f"a whole number of at least cpMin ({settings.postgres.cp_min})",
-            "below cpMin",
+            stack, f"{NAMESPACE}:{key}.database.{field}", value, f"a whole number of connections {allowed}", problem
         )
     _check_pins(settings)
     _check_secrets(settings)

@@ -28,6 +28,15 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class DbPool:
+    """One process's PostgreSQL pool (Synapse's `database.args.cp_min`/`cp_max`, handed to Twisted's
+    adbapi): a thread per connection, at most `cp_max` open, so a process never holds more than that."""
+
+    cp_min: int
+    cp_max: int
+
+
+@dataclass(frozen=True)
 class WorkerClass:
     """One worker class: how the guide sizes it and how Synapse wires it."""
 
@@ -47,6 +56,8 @@ class WorkerClass:
     http_resources: tuple[str, ...]
     """Listener resources on the client port (8008); `/health` is served on every HTTP listener."""
     resources: Resources
+    db_pool: DbPool
+    """Default pool per process; the README says why each class gets what it gets."""
     monitoring: str
     """What the guide says to watch for this class."""
 
@@ -80,6 +91,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         hash_sharded=False,
         http_resources=("client",),
         resources=_BUSY,
+        db_pool=DbPool(1, 5),
         monitoring="CPU 60-70 %, /sync p95 < 500 ms, queue depth < 100",
     ),
     WorkerClass(
@@ -94,6 +106,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         hash_sharded=False,
         http_resources=("client",),
         resources=_BUSY,
+        db_pool=DbPool(1, 5),
         monitoring="CPU 60-70 %, API p95 < 1 s, < 50 req/s per worker",
     ),
     WorkerClass(
@@ -109,6 +122,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         hash_sharded=True,
         http_resources=("health",),
         resources=_BUSY,
+        db_pool=DbPool(2, 10),
         monitoring="DB write p95 < 50 ms, < 100 events/s per persister, DB pool < 80 %",
     ),
     WorkerClass(
@@ -123,6 +137,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         hash_sharded=True,
         http_resources=("health",),
         resources=_BUSY,
+        db_pool=DbPool(1, 5),
         monitoring="send queue < 1,000, outbound p95 < 5 s, failed sends < 1 %",
     ),
     WorkerClass(
@@ -138,6 +153,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         hash_sharded=False,
         http_resources=("media",),
         resources=_BUSY,
+        db_pool=DbPool(1, 3),
         monitoring="1 MB transfer < 2 s, storage p95 < 500 ms, thumbnail queue < 50",
     ),
     WorkerClass(
@@ -152,6 +168,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         hash_sharded=False,
         http_resources=("client",),
         resources=_SMALL,
+        db_pool=DbPool(1, 2),
         monitoring="stream latency < 100 ms, queue < 500 (typing lives in memory: no position to lag)",
     ),
     WorkerClass(
@@ -166,6 +183,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         hash_sharded=False,
         http_resources=("client",),
         resources=_SMALL,
+        db_pool=DbPool(1, 3),
         monitoring="stream latency < 100 ms, queue < 500, replication lag < 1 s",
     ),
     WorkerClass(
@@ -180,6 +198,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         hash_sharded=False,
         http_resources=("client",),
         resources=_SMALL,
+        db_pool=DbPool(1, 3),
         monitoring="stream latency < 100 ms, queue < 500, replication lag < 1 s",
     ),
     WorkerClass(
@@ -194,6 +213,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         hash_sharded=False,
         http_resources=("client",),
         resources=_SMALL,
+        db_pool=DbPool(1, 3),
         monitoring="stream latency < 100 ms, queue < 500, replication lag < 1 s",
     ),
 )
@@ -202,3 +222,5 @@ CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in WORKER_CLASSES)
 BY_NAME: dict[str, WorkerClass] = {c.name: c for c in WORKER_CLASSES}
 
 MAIN_RESOURCES = Resources("1", "1Gi", "4", "4Gi")
+MAIN_DB_POOL = DbPool(5, 10)
+"""Synapse's documented example pool: main still runs background updates and every duty no worker takes."""

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from synapse_workers.kube.budget import budget_json, budget_lines
 from synapse_workers.kube.rollout import MAIN
 from synapse_workers.kube.workload import Workload
 from synapse_workers.plan import Plan
@@ -29,6 +30,8 @@ class WhatIf:
     """Workload parts whose pods restart, in rollout order (stage, then the table's order)."""
     replaced: tuple[str, ...]
     """Hash-sharded sets whose member list changes: stopped entirely before their new members start."""
+    old: Plan
+    new: Plan
 
     @property
     def maintenance_window(self) -> bool:
@@ -63,7 +66,7 @@ def compare(old: Plan, new: Plan) -> WhatIf:
         if w.rules.replacement_trigger is not None
         and w.rules.replacement_trigger != old_by_part[w.part].rules.replacement_trigger
     )
-    return WhatIf(changes=changes, restarts=tuple(w.part for w in restarting), replaced=replaced)
+    return WhatIf(changes=changes, restarts=tuple(w.part for w in restarting), replaced=replaced, old=old, new=new)
 
 
 def whatif_json(result: WhatIf) -> dict[str, Any]:
@@ -72,6 +75,7 @@ def whatif_json(result: WhatIf) -> dict[str, Any]:
         "restarts": list(result.restarts),
         "replacedDeleteFirst": list(result.replaced),
         "maintenanceWindow": result.maintenance_window,
+        "budgetBefore": budget_json(result.old.settings, result.old.budget),
     }
 
 
@@ -93,4 +97,8 @@ def whatif_table(result: WhatIf) -> str:
         lines.append(f"  {part}: member list changes: every old member stops before any new one starts")
     window = "yes: synapse-main restarts" if result.maintenance_window else "no"
     lines.append(f"  maintenance window needed: {window}")
+    for when, plan in (("before", result.old), ("after", result.new)):
+        title, *figures = budget_lines(plan.settings, plan.budget)
+        lines.append(f"  {title.replace('Budget', f'budget {when}', 1)}")
+        lines += [f"  {figure}" for figure in figures]
     return "\n".join(lines) + "\n"

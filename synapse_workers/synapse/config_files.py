@@ -17,7 +17,14 @@ import yaml
 
 from synapse_workers.model.settings import SECRET_FILES, Settings
 from synapse_workers.model.worker_classes import WorkerClass
-from synapse_workers.synapse.topology import CLIENT_PORT, METRICS_PORT, REPLICATION_PORT, Topology
+from synapse_workers.synapse.topology import (
+    CLIENT_PORT,
+    METRICS_PORT,
+    POOLER_NAME,
+    POOLER_PORT,
+    REPLICATION_PORT,
+    Topology,
+)
 
 CONFIG_DIR = "/config"
 SHARED_FILE = f"{CONFIG_DIR}/shared/shared.yaml"
@@ -50,17 +57,6 @@ def shared_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         "registration_shared_secret_path": secret_path("registrationSharedSecret"),
         "worker_replication_secret_path": secret_path("replicationSecret"),
         "media_store_path": MEDIA_DIR,
-        "database": {
-            "name": "psycopg2",
-            "args": {
-                "host": settings.postgres.host,
-                "port": settings.postgres.port,
-                "user": settings.postgres.user,
-                "database": settings.postgres.database,
-                "cp_min": settings.postgres.cp_min,
-                "cp_max": settings.postgres.cp_max,
-            },
-        },
         "redis": redis,
         **topology.as_config(),
     }
@@ -69,6 +65,26 @@ def shared_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         config["federation_domain_whitelist"] = []
         config["trusted_key_servers"] = []
     return config
+
+
+def database_config(settings: Settings, class_name: str | None) -> dict[str, Any]:
+    """The `database` section of one class's file (None: main's). Per class, not shared, because each
+    class has its own pool size and Synapse merges `-c` files key by key: a class file's `database`
+    replaces the shared one whole, so the section lives in exactly one file per process."""
+    pool = settings.db_pool(class_name)
+    postgres = settings.postgres
+    pooled = postgres.pooler.enabled
+    return {
+        "name": "psycopg2",
+        "args": {
+            "host": f"{POOLER_NAME}.{settings.namespace}.svc.cluster.local" if pooled else postgres.host,
+            "port": POOLER_PORT if pooled else postgres.port,
+            "user": postgres.user,
+            "database": postgres.database,
+            "cp_min": pool.cp_min,
+            "cp_max": pool.cp_max,
+        },
+    }
 
 
 def _http_listener(port: int, names: list[str]) -> dict[str, Any]:
@@ -93,6 +109,7 @@ def main_config(settings: Settings) -> dict[str, Any]:
     """Main: the client and (when enabled) federation APIs nobody else serves, and replication."""
     resources = ["client", "federation"] if settings.federation.enabled else ["client"]
     return {
+        "database": database_config(settings, None),
         "listeners": _listeners(resources, replication=True),
         # Dedicated media workers always exist (HA floor 2), so main never serves media.
         "enable_media_repo": False,
@@ -104,6 +121,7 @@ def class_config(settings: Settings, spec: WorkerClass) -> dict[str, Any]:
     if spec.name == "generic-worker" and settings.federation.enabled:
         resources.append("federation")
     return {
+        "database": database_config(settings, spec.name),
         "worker_app": WORKER_APP,
         "worker_listeners": _listeners(resources, replication=spec.needs_instance_map),
         # Synapse loads the media repo on every process unless told not to; only media workers serve it.

@@ -14,6 +14,9 @@ from synapse_workers.model.sizing import ClassSize
 CLIENT_PORT = 8008
 REPLICATION_PORT = 9093
 METRICS_PORT = 9090
+POOLER_PORT = 6432
+"""PgBouncer's own default port, so a connection string says at a glance whether it goes through it."""
+POOLER_NAME = "synapse-pgbouncer"
 
 MAIN_WORKLOAD = "synapse-main"
 MAIN_POD = "synapse-main-0"

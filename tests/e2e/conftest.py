@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -27,7 +28,9 @@ import pytest
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 START_MARKER = "=== e2e: starting"
-APT_PACKAGES = ("postgresql-15", "redis-server", "haproxy")
+APT_PACKAGES = ("postgresql-15", "redis-server", "haproxy", "pgbouncer")
+MAX_CONNECTIONS = 40
+"""The server's max_connections: far fewer than the e2e topology's pools would open without PgBouncer."""
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -38,13 +41,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def _missing() -> list[str]:
     wanted = [PG_BIN / "initdb", PG_BIN / "pg_ctl"]
     missing = [str(p) for p in wanted if not p.exists()]
-    missing += [b for b in ("redis-server", "haproxy") if shutil.which(b) is None]
+    missing += [b for b in ("redis-server", "haproxy", "pgbouncer") if shutil.which(b) is None]
     return missing
 
 
 @pytest.fixture(scope="session")
 def system_packages() -> None:
-    """Debian's PostgreSQL 15, Redis and HAProxy; installed when missing. In CI, still missing is a failure."""
+    """Debian's PostgreSQL 15, Redis, HAProxy and PgBouncer; installed when missing. In CI, missing fails."""
     if _missing() and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         install = ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]
@@ -90,7 +93,7 @@ def loopback() -> Loopback:
     rng = random.Random()
     for _ in range(50):
         prefix = f"127.{rng.randint(64, 250)}.{rng.randint(1, 250)}"
-        if all(_port_free(f"{prefix}.{n}", p) for n in (1, 10, 11) for p in (5432, 6379, 8008, 9093)):
+        if all(_port_free(f"{prefix}.{n}", p) for n in (1, 10, 11) for p in (5432, 6379, 6432, 8008, 9093)):
             return Loopback(prefix)
     raise RuntimeError("no free loopback /24 found")
 
@@ -215,6 +218,33 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
 class Postgres:
     host: str
     port: int
+    password: str
+    """The synapse role's; with a double quote in it, as PgBouncer's auth file must escape."""
+    max_connections: int
+    peak_synapse_connections: int = 0
+    """The most server connections the synapse role held at once (pg_stat_activity), sampled every 0.1 s."""
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def sample_connections(self) -> None:
+        conn = psycopg2.connect(host=self.host, port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                while not self.stopped.wait(0.1):
+                    cur.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE usename = 'synapse' "
+                        "AND backend_type = 'client backend' AND application_name <> %s",
+                        (CHECK_APPLICATION,),
+                    )
+                    row = cur.fetchone()
+                    assert row is not None
+                    self.peak_synapse_connections = max(self.peak_synapse_connections, int(row[0]))
+        finally:
+            conn.close()
+
+
+CHECK_APPLICATION = "e2e-check"
+"""The application_name of the test's own queries as the synapse role, left out of the count."""
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +273,11 @@ def postgres(system_packages: None, loopback: Loopback, processes: Processes) ->
         capture_output=True,
     )
     (data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.0/8 trust\n")
-    options = f"-k {root} -c listen_addresses={host} -p {port} -c fsync=off -c full_page_writes=off"
+    options = (
+        f"-k {root} -c listen_addresses={host} -p {port} -c fsync=off -c full_page_writes=off "
+        f"-c max_connections={MAX_CONNECTIONS}"
+    )
+    password = 'e2e"pw-' + secrets.token_hex(8)
     pg_ctl = [*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data)]
     try:
         subprocess.run([*pg_ctl, "-l", str(root / "postgres.log"), "-w", "-o", options, "start"], check=True)
@@ -251,12 +285,17 @@ def postgres(system_packages: None, loopback: Loopback, processes: Processes) ->
         conn = psycopg2.connect(host=host, port=port, user="postgres", dbname="postgres")
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("CREATE ROLE synapse LOGIN")
+            cur.execute("CREATE ROLE synapse LOGIN PASSWORD %s", (password,))
             cur.execute(
                 "CREATE DATABASE synapse OWNER synapse ENCODING 'UTF8' LC_COLLATE='C' LC_CTYPE='C' TEMPLATE template0"
             )
         conn.close()
-        yield Postgres(host, port)
+        pg = Postgres(host, port, password, MAX_CONNECTIONS)
+        sampler = threading.Thread(target=pg.sample_connections, daemon=True)
+        sampler.start()
+        yield pg
+        pg.stopped.set()
+        sampler.join(timeout=5)
     finally:
         subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)

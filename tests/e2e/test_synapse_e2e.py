@@ -22,6 +22,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,11 +47,13 @@ from nio import (
 from synapse.config._base import RoutableShardedWorkerHandlingConfig
 
 from synapse_workers.kube.haproxy import haproxy_config
+from synapse_workers.kube.pooler import AUTH_DIR, AUTH_FILE_SCRIPT, CONFIG_DIR, pgbouncer_ini
+from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.plan import Plan, build_plan
-from synapse_workers.synapse.topology import CLIENT_PORT
+from synapse_workers.synapse.topology import CLIENT_PORT, POOLER_PORT
 from tests.conftest import settings_for
-from tests.e2e.conftest import Loopback, Postgres, Processes, wait_http
+from tests.e2e.conftest import CHECK_APPLICATION, MAX_CONNECTIONS, Loopback, Postgres, Processes, wait_http
 
 pytestmark = pytest.mark.e2e
 
@@ -72,13 +75,18 @@ TEST_ONLY: dict[str, Any] = {
 }
 
 
-def topology_settings(loopback: Loopback, persisters: int) -> Plan:
-    """At least one of every class (federation on, so federation senders exist), two receipts writers."""
+POOLER = {"enabled": True, "replicas": 1, "poolSize": 15}
+"""One PgBouncer (two during its rollout) x 15 = 30 server connections: max_connections 40 less 10 reserved."""
+
+
+def topology_settings(loopback: Loopback, persisters: int, pooler: dict[str, Any] = POOLER) -> Plan:
+    """At least one of every class (federation on, so federation senders exist), two receipts writers,
+    behind PgBouncer, on a PostgreSQL whose max_connections the unpooled pools would exceed."""
     return build_plan(
         settings_for(
             ccu=100,
             serverName=SERVER_NAME,
-            postgres={"host": loopback.services, "port": 5432},
+            postgres={"host": loopback.services, "port": 5432, "maxConnections": MAX_CONNECTIONS, "pooler": pooler},
             redis={"host": loopback.services, "port": 6379},
             federation={"enabled": True, "servers": 1},
             workers={"event-persister": {"replicas": persisters}, "receipts-writer": {"replicas": 2}},
@@ -109,6 +117,7 @@ def localise(text: str, name: str, loopback: Loopback, root: Path) -> dict[str, 
     for key, value in list(config.items()):
         if key.endswith("_path") and isinstance(value, str) and value.startswith("/secrets/"):
             config[key] = str(root / "secrets" / Path(value).name)
+    config["database"]["args"]["host"] = loopback.services  # PgBouncer's Service name, in a cluster
     config["media_store_path"] = str(root / "media")
     config["public_baseurl"] = f"http://{loopback.services}:{CLIENT_PORT}/"
     config.update(TEST_ONLY)
@@ -126,15 +135,16 @@ def write_configs(plan: Plan, loopback: Loopback, root: Path) -> dict[str, tuple
     return procs
 
 
-def start_synapse(hs_procs: dict[str, tuple[str, str, Path]], processes: Processes) -> None:
-    """Main first (it creates the schema), then every worker at once."""
+def start_synapse(hs_procs: dict[str, tuple[str, str, Path]], processes: Processes, password: str) -> None:
+    """Main first (it creates the schema), then every worker at once; the password as the pods get it."""
     python = sys.executable
+    env = {**os.environ, "PGPASSWORD": password}
     _, address, config = hs_procs[MAIN]
-    main = processes.start(MAIN, [python, "-m", "synapse.app.homeserver", "-c", str(config)])
+    main = processes.start(MAIN, [python, "-m", "synapse.app.homeserver", "-c", str(config)], env)
     wait_http(f"http://{address}:{CLIENT_PORT}/health", 120, main)
     workers = {n: v for n, v in hs_procs.items() if n != MAIN}
     started = {
-        n: processes.start(n, [python, "-m", "synapse.app.generic_worker", "-c", str(c)])
+        n: processes.start(n, [python, "-m", "synapse.app.generic_worker", "-c", str(c)], env)
         for n, (_, _, c) in workers.items()
     }
     for name, (_, address, _) in workers.items():
@@ -175,16 +185,44 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def start_pgbouncer(plan: Plan, pg: Postgres, loopback: Loopback, processes: Processes) -> None:
+    """The plan's pgbouncer.ini and the pod's own start script, with paths moved out of /etc and /run."""
+    root = Path(tempfile.mkdtemp(prefix="e2e-pgbouncer-"))
+    ini = pgbouncer_ini(
+        plan.settings, listen=loopback.services, auth_file=str(root / "userlist.txt"), server=(pg.host, pg.port)
+    )
+    (root / "pgbouncer.ini").write_text(ini)
+    script = AUTH_FILE_SCRIPT.replace(AUTH_DIR, str(root)).replace(CONFIG_DIR, str(root))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    env = {**os.environ, "PGUSER": plan.settings.postgres.user, "PGPASSWORD": pg.password}
+    proc = processes.start("pgbouncer", [*as_user, "/bin/sh", "-c", script], env)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            psycopg2.connect(
+                host=loopback.services, port=POOLER_PORT, user="synapse", password=pg.password, dbname="synapse"
+            ).close()
+            return
+        except psycopg2.OperationalError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("pgbouncer did not start:\n" + processes.log("pgbouncer")) from None
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def homeserver(
     postgres: Postgres, redis: tuple[str, int], loopback: Loopback, processes: Processes, workdir: Path
 ) -> Homeserver:
     plan = topology_settings(loopback, persisters=2)
+    start_pgbouncer(plan, postgres, loopback, processes)
     procs = write_configs(plan, loopback, workdir)
     keygen = [sys.executable, "-m", "synapse.app.homeserver", "-c", str(procs[MAIN][2]), "--generate-keys"]
     subprocess.run(keygen, check=True, capture_output=True, cwd=workdir)
     assert (workdir / "secrets" / "signing.key").exists()
-    start_synapse(procs, processes)
+    start_synapse(procs, processes, postgres.password)
     router = start_router(plan, procs, loopback, workdir, processes)
     return Homeserver(plan, procs, router)
 
@@ -377,7 +415,9 @@ def check_served_by_documented_class(processes: Processes, hs: Homeserver) -> No
 
 
 def db_query(pg: Postgres, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(host=pg.host, port=pg.port, user="synapse", dbname="synapse")
+    conn = psycopg2.connect(
+        host=pg.host, port=pg.port, user="synapse", dbname="synapse", application_name=CHECK_APPLICATION
+    )
     try:
         with conn.cursor() as cur:
             cur.execute(sql, args)
@@ -448,7 +488,7 @@ def test_client_through_router_then_topology_change(
     synapse_names = list(hs.procs)
     processes.stop_all(synapse_names)
     new_procs = write_configs(bigger, loopback, workdir)
-    start_synapse(new_procs, processes)
+    start_synapse(new_procs, processes, postgres.password)
     servers: dict[str, list[str]] = {}
     for _, (class_name, address, _) in sorted(new_procs.items()):
         servers.setdefault(class_name, []).append(f"{address}:{CLIENT_PORT}")
@@ -490,10 +530,30 @@ def test_client_through_router_then_topology_change(
             if " - ERROR - " in line and "Lost connection" not in line
         ]
         assert not errors, f"{name}: {errors[:3]}"
+    # PostgreSQL never served more connections than the plan's budget, though Synapse opened more.
+    budget = hs2.plan.budget
+    assert 0 < postgres.peak_synapse_connections <= budget.postgres_connections.at_maximum
+    assert postgres.peak_synapse_connections <= hs2.plan.settings.postgres.pooler.pool_size  # one PgBouncer here
+    clients = sum(yaml.safe_load(c.read_text())["database"]["args"]["cp_max"] for _, _, c in new_procs.values())
+    assert clients > MAX_CONNECTIONS, "the processes' own pools must be more than the server could take"
+    record_property("peak_postgres_connections", postgres.peak_synapse_connections)
     duration = time.monotonic() - started
     record_property("client_and_change_seconds", round(duration, 1))
     record_property("peak_rss_mib", processes.peak_kib // 1024)
-    report = {"client_and_change_seconds": round(duration, 1), "peak_rss_mib": processes.peak_kib // 1024}
+    report = {
+        "client_and_change_seconds": round(duration, 1),
+        "peak_rss_mib": processes.peak_kib // 1024,
+        "peak_postgres_connections": postgres.peak_synapse_connections,
+    }
     print(f"\nE2E {json.dumps(report)}")
     if os.environ.get("E2E_REPORT"):
         Path(os.environ["E2E_REPORT"]).write_text(json.dumps(report))
+
+
+def test_the_same_topology_without_pgbouncer_is_refused(loopback: Loopback) -> None:
+    """What the suite runs through PgBouncer could not run without it: the plan says so before anything."""
+    with pytest.raises(ConfigError) as caught:
+        topology_settings(loopback, persisters=2, pooler={"enabled": False})
+    assert caught.value.key == "synapse:postgres.maxConnections"
+    assert f"synapse:postgres.maxConnections = {MAX_CONNECTIONS} is not allowed" in str(caught.value)
+    assert "over the limit of 30" in str(caught.value)
