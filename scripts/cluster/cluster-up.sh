@@ -12,7 +12,8 @@
 #   CLUSTER_NODES=3            fake nodes kwok-node-0..N-1 (256 CPU, 1Ti memory, 1000 pods each)
 #   CLUSTER_PVS=64             pre-made PersistentVolumes of the default StorageClass local-storage
 #   CLUSTER_PV_SIZE=1Ti        capacity of each of them
-#   CLUSTER_PORT_BASE=36000    ports: etcd +2379/+2380, apiserver +6443, kcm +10257, scheduler +10259
+#   CLUSTER_PORT_BASE=20000    ports: etcd +2379/+2380, apiserver +6443, kcm +10257, scheduler +10259
+#                              (default 22379/22380, 26443, 30257, 30259: below the ephemeral range)
 #   CLUSTER_KCM_CONTROLLERS    override kube-controller-manager --controllers (default: list below)
 #   CLUSTER_TIMEOUT=90         seconds to wait for each readiness check
 set -euo pipefail
@@ -30,7 +31,7 @@ KUBECONFIG_OUT="$TOOLS/kubeconfig"
 NODES=${CLUSTER_NODES:-3}
 PVS=${CLUSTER_PVS:-64}
 PV_SIZE=${CLUSTER_PV_SIZE:-1Ti}
-PORT_BASE=${CLUSTER_PORT_BASE:-36000}
+PORT_BASE=${CLUSTER_PORT_BASE:-20000}
 TIMEOUT=${CLUSTER_TIMEOUT:-90}
 ETCD_PORT=$((PORT_BASE + 2379))
 ETCD_PEER_PORT=$((PORT_BASE + 2380))
@@ -44,14 +45,21 @@ POD_CIDR=10.244.0.0/16 # kwok writes fake pod IPs from here into pod status; not
 NODE_SELECTOR_KEY=synapse-workers.test/node
 NODE_SELECTOR_VALUE=kwok
 
-# serviceaccount: default ServiceAccount per namespace; serviceaccount-token: legacy token Secrets;
-# persistentvolume-binder: binds PVCs to the pre-made PVs. Off: nodelifecycle (no kubelets, nodes are
-# never tainted NotReady), HPA (no metrics API), node IPAM, CSR signing, cloud controllers.
-DEFAULT_CONTROLLERS=serviceaccount,serviceaccount-token,namespace,garbage-collector,deployment,replicaset
-DEFAULT_CONTROLLERS+=,statefulset,job,cronjob,daemonset,replicationcontroller,disruption,ttl-after-finished
-DEFAULT_CONTROLLERS+=,podgc,resourcequota,persistentvolume-binder,persistentvolume-protection
-DEFAULT_CONTROLLERS+=,persistentvolumeclaim-protection,endpoints,endpointslice,endpointslice-mirroring
-DEFAULT_CONTROLLERS+=,root-ca-certificate-publisher
+# serviceaccount-controller: the default ServiceAccount of each namespace; serviceaccount-token-controller:
+# legacy token Secrets; persistentvolume-binder-controller: binds PVCs to the pre-made PVs;
+# clusterrole-aggregation-controller: fills the admin/edit/view ClusterRoles. Off: node-lifecycle (no
+# kubelets; nodes are never tainted NotReady), horizontal-pod-autoscaler (no metrics API), node-ipam,
+# CSR signing/approving, attach-detach, cloud-provider controllers.
+DEFAULT_CONTROLLERS=serviceaccount-controller,serviceaccount-token-controller,namespace-controller
+DEFAULT_CONTROLLERS+=,garbage-collector-controller,deployment-controller,replicaset-controller
+DEFAULT_CONTROLLERS+=,statefulset-controller,job-controller,cronjob-controller,daemonset-controller
+DEFAULT_CONTROLLERS+=,replicationcontroller-controller,disruption-controller,ttl-after-finished-controller
+DEFAULT_CONTROLLERS+=,pod-garbage-collector-controller,resourcequota-controller
+DEFAULT_CONTROLLERS+=,persistentvolume-binder-controller,persistentvolume-protection-controller
+DEFAULT_CONTROLLERS+=,persistentvolumeclaim-protection-controller,ephemeral-volume-controller
+DEFAULT_CONTROLLERS+=,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller
+DEFAULT_CONTROLLERS+=,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller
+DEFAULT_CONTROLLERS+=,service-cidr-controller
 KCM_CONTROLLERS=${CLUSTER_KCM_CONTROLLERS:-$DEFAULT_CONTROLLERS}
 
 T0=$(date +%s.%N)
@@ -66,15 +74,22 @@ command -v openssl >/dev/null || die "openssl is needed to make the cluster's ce
 command -v curl >/dev/null || die "curl is needed for the readiness checks"
 
 # A cluster that is still up (any recorded process alive) is left alone; a dead one is cleaned first.
+running() { # PID STARTTIME : that process is alive (not a zombie) and is the one recorded
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a f <<<"${stat##*) }" # fields after "pid (comm) ": state is the 1st, starttime the 20th
+  [ "${f[0]}" != Z ] && [ "${f[19]}" = "$2" ]
+}
 if [ -f "$PIDS" ]; then
   while read -r name pid start; do
-    if [ -r "/proc/$pid/stat" ] && [ "$(awk '{print $22}' "/proc/$pid/stat" 2>/dev/null)" = "$start" ]; then
+    if running "$pid" "$start"; then
       die "a cluster is already running ($name is pid $pid); stop it with scripts/cluster/cluster-down.sh"
     fi
   done <"$PIDS"
 fi
 rm -rf "$STATE"
 mkdir -p "$PKI" "$LOGS" "$STATE/etcd" "$STATE/kwok" "$STATE/pv"
+chmod 700 "$STATE/etcd" "$PKI"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in $ETCD_PORT $ETCD_PEER_PORT $API_PORT $KCM_PORT $SCHED_PORT; do
@@ -159,9 +174,9 @@ start() {
   started=1
 }
 alive() { # NAME : the recorded process is still running
-  local pid
-  pid=$(awk -v n="$1" '$1 == n { print $2 }' "$PIDS")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+  local pid start
+  read -r pid start < <(awk -v n="$1" '$1 == n { print $2, $3 }' "$PIDS")
+  [ -n "$pid" ] && running "$pid" "$start"
 }
 wait_for() { # WHAT PROCESS CMD... : polls CMD until it succeeds, fails fast when PROCESS has died
   local what=$1 proc=$2; shift 2
