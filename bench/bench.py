@@ -32,13 +32,6 @@ def _values(ccu: int) -> tuple[dict[str, str], frozenset[str]]:
     return values, secret_keys
 
 
-def _gates_pass() -> Any:
-    from synapse_workers.cli.mock_runtime import RecordingMocks  # noqa: PLC0415
-    from synapse_workers.ops.revision import program_revision  # noqa: PLC0415
-
-    return RecordingMocks(lambda _name: {"revision": program_revision()})
-
-
 def measure_one(kind: str, ccu: int) -> dict[str, Any]:
     """Runs in a child: one measurement, wall time from before the imports it needs."""
     start = time.perf_counter()
@@ -56,7 +49,7 @@ def measure_one(kind: str, ccu: int) -> dict[str, Any]:
         from synapse_workers.cli.mock_runtime import run_program  # noqa: PLC0415
 
         values, secret_keys = _values(ccu)
-        count = len(run_program("prod", values, secret_keys, mocks=_gates_pass()))
+        count = len(run_program("prod", values, secret_keys))
     elif kind == "baseline":
         manifests = json.loads(Path(sys.argv[-1]).read_text())
         start = time.perf_counter()  # the baseline's input is prepared; time only the registrations
@@ -94,7 +87,7 @@ def _manifests_for(ccu: int, path: Path) -> None:
     from synapse_workers.cli.mock_runtime import run_program  # noqa: PLC0415
 
     values, secret_keys = _values(ccu)
-    registered = run_program("prod", values, secret_keys, mocks=_gates_pass())
+    registered = run_program("prod", values, secret_keys)
     path.write_text(json.dumps([r.inputs for r in registered if r.is_kubernetes]))
 
 

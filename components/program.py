@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
-from pulumi.runtime.sync_await import _sync_await
 
+from components.deployed import AutomationStates, DeployedStates
 from components.resources import (
     ConfigArgs,
     ConfigCheck,
@@ -25,7 +25,14 @@ from synapse_workers.kube.rollout import STAGES
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
 from synapse_workers.model.stack_config import runtime_config
-from synapse_workers.ops.guards import gate_refusal, maintenance_refusal, stack_reference_name
+from synapse_workers.ops.guards import (
+    DIGEST_ANNOTATION,
+    REVISION_ANNOTATION,
+    GuardError,
+    gate_refusal,
+    maintenance_refusal,
+    stack_reference_name,
+)
 from synapse_workers.ops.revision import program_revision, template_digests
 from synapse_workers.plan import Plan, build_plan
 
@@ -53,7 +60,9 @@ def replica_table(plan: Plan) -> dict[str, dict[str, Any]]:
     }
 
 
-def deploy(plan: Plan, secret_values: Mapping[str, pulumi.Output[str]]) -> None:
+def deploy(
+    plan: Plan, secret_values: Mapping[str, pulumi.Output[str]], revision: str, digests: Mapping[str, str]
+) -> None:
     config = SynapseConfig("synapse-config", ConfigArgs(plan, secret_values))
     check = ConfigCheck("synapse-config-check", plan, pulumi.ResourceOptions(depends_on=[config]))
     done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config, check]}
@@ -66,7 +75,9 @@ def deploy(plan: Plan, secret_values: Mapping[str, pulumi.Output[str]]) -> None:
         for workload in plan.workloads:
             if workload.rules.stage != stage:
                 continue
-            args = WorkloadArgs(workload, depends_on=previous)
+            # What the guards read back from the state: the template this object runs, and who applied it.
+            marks = {DIGEST_ANNOTATION: digests[workload.part], REVISION_ANNOTATION: revision}
+            args = WorkloadArgs(workload, depends_on=previous, annotations=marks)
             component: pulumi.ComponentResource
             if workload.spec is None:
                 component = MainProcess(workload.name, args)
@@ -80,39 +91,37 @@ def deploy(plan: Plan, secret_values: Mapping[str, pulumi.Output[str]]) -> None:
         Monitoring("synapse-monitoring", objects, pulumi.ResourceOptions(depends_on=[config]))
 
 
-def read_output(logical_name: str, reference: str, output: str) -> Any:
-    """A stack's last exported value, read before anything of ours is registered."""
-    full = stack_reference_name(reference, pulumi.get_organization(), pulumi.get_project())
-    ref = pulumi.StackReference(logical_name, stack_name=full)
-    details = _sync_await(ref.get_output_details(output))
-    return details.value if details.value is not None else details.secret_value
-
-
-def check_guards(settings: Settings, digests: dict[str, str], revision: str) -> None:
-    """The prod guards: a maintenance window for restarting main, and staging first."""
+def check_guards(settings: Settings, states: DeployedStates, digests: dict[str, str], revision: str) -> None:
+    """The prod guards, on what the stacks' states say is deployed: a maintenance window for restarting
+    main, and staging first. Both read state before anything of ours is registered."""
     refusals = []
-    if settings.require_maintenance_window and not settings.maintenance_window:
-        previous = read_output("previous-deployment", pulumi.get_stack(), "podTemplateDigests")
-        refusals.append(maintenance_refusal(settings, previous if isinstance(previous, dict) else None, digests))
-    if settings.staging_gate is not None:
-        gate = read_output("staging-gate", settings.staging_gate, "revision")
-        refusals.append(gate_refusal(settings, gate if isinstance(gate, str) else None, revision))
+    project, org = pulumi.get_project(), pulumi.get_organization()
+    try:
+        if settings.require_maintenance_window and not settings.maintenance_window:
+            own = states.deployed(stack_reference_name(pulumi.get_stack(), org, project), with_history=False)
+            refusals.append(maintenance_refusal(settings, own.digests, digests))
+        if settings.staging_gate is not None:
+            gate = states.deployed(stack_reference_name(settings.staging_gate, org, project), with_history=True)
+            refusals.append(gate_refusal(settings, gate, revision))
+    except GuardError as error:
+        raise pulumi.RunError(f"stack '{settings.stack}': a guard cannot read what is deployed: {error}") from None
     for refusal in refusals:
         if refusal is not None:
             raise pulumi.RunError(refusal.message)
 
 
-def run() -> None:
+def run(states: DeployedStates | None = None) -> None:
+    """`states` reads what stacks have deployed; by default their state, through the Pulumi CLI."""
     settings = load_from_runtime()
     try:
         plan = build_plan(settings)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
     revision, digests = program_revision(), template_digests(plan)
-    check_guards(settings, digests, revision)
+    check_guards(settings, states or AutomationStates(pulumi.get_project()), digests, revision)
     config = pulumi.Config(NAMESPACE)
     secrets = {SECRET_FILES[key]: config.require_secret(key) for key in settings.managed_secrets}
-    deploy(plan, secrets)
+    deploy(plan, secrets, revision, digests)
     pulumi.export("namespace", settings.namespace)
     pulumi.export("phase", plan.phase.name)
     pulumi.export("replicas", replica_table(plan))

@@ -115,6 +115,8 @@ class Monitoring(pulumi.ComponentResource):
 class WorkloadArgs:
     workload: Workload
     depends_on: Sequence[pulumi.Resource]
+    annotations: Mapping[str, str]
+    """Added to the workload object's own metadata (never its pod template: they restart nothing)."""
 
 
 class _SynapseWorkload(pulumi.ComponentResource):
@@ -135,6 +137,9 @@ class _SynapseWorkload(pulumi.ComponentResource):
             delete_before_replace=True if rules.replacement_trigger is not None else None,
         )
         first, *rest = workload.manifests
+        metadata = first["metadata"]
+        annotations = {**metadata.get("annotations", {}), **args.annotations}
+        first = {**first, "metadata": {**metadata, "annotations": dict(sorted(annotations.items()))}}
         self.workload = kube.create(first["metadata"]["name"], first, workload_opts)
         self.children: list[pulumi.CustomResource] = [self.workload]
         for manifest in rest:

@@ -6,9 +6,8 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
-from synapse_workers.cli.mock_runtime import RecordingMocks, Registered, run_program
+from synapse_workers.cli.mock_runtime import Registered, run_program
 from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
-from synapse_workers.ops.revision import program_revision
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,7 @@ class Run:
 
 def run(stack: str, values: Mapping[str, str], secret_keys: Set[str] = frozenset()) -> Run:
     """Run with the prod guards satisfied: staging deployed this revision, no earlier deployment."""
-    mocks = RecordingMocks(lambda _name: {"revision": program_revision()})
-    return Run(run_program(stack, values, secret_keys, mocks=mocks))
+    return Run(run_program(stack, values, secret_keys))
 
 
 def stack_values(stack: str, **overrides: str) -> tuple[dict[str, str], frozenset[str]]:

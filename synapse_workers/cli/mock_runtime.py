@@ -9,16 +9,17 @@ secrets arrive wrapped.
 from __future__ import annotations
 
 import asyncio
-import runpy
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
-from synapse_workers.model.stack_config import PROJECT_DIR
+from components.deployed import DeployedStates, FixedStates
+from components.program import run
+from synapse_workers.ops.guards import Deployed
+from synapse_workers.ops.revision import program_revision
 
 PROJECT = "synapse-workers"
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -57,20 +58,11 @@ def restore(value: Any, path: str, secrets: list[str]) -> Any:
     return value
 
 
-StackOutputs = Callable[[str], dict[str, Any]]
-"""Answers a StackReference: the named stack's outputs."""
-
-
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self, stack_outputs: StackOutputs | None = None) -> None:
+    def __init__(self) -> None:
         self.registered: list[Registered] = []
-        self.stack_outputs = stack_outputs or (lambda _name: {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        if args.typ == "pulumi:pulumi:StackReference":
-            name = str(args.inputs.get("name", ""))
-            self.registered.append(Registered(args.typ, args.name, {"name": name}, ()))
-            return name, {"name": name, "outputs": self.stack_outputs(name), "secretOutputNames": []}
         secrets: list[str] = []
         inputs = restore(dict(args.inputs), "", secrets)
         self.registered.append(Registered(args.typ, args.name, inputs, tuple(secrets)))
@@ -85,8 +77,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
-def _run_main() -> None:
-    runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+def gates_pass(stack: str) -> FixedStates:
+    """The guards' view for a review: `stack` has deployed nothing yet (so no restart needs a window),
+    and every other stack (the staging gate) has deployed this revision and succeeded."""
+    staged = Deployed(revisions={"main": program_revision()}, last_result="succeeded")
+    return FixedStates({stack: Deployed()}, default=staged)
 
 
 def run_program(
@@ -96,8 +91,10 @@ def run_program(
     program: Callable[[], None] | None = None,
     preview: bool = False,
     mocks: RecordingMocks | None = None,
+    states: DeployedStates | None = None,
 ) -> list[Registered]:
-    """Run `program` (by default the project's `__main__.py`) under mocks with this config.
+    """Run `program` (by default the project's, the `run` its `__main__.py` calls) under mocks with this
+    config, the guards reading `states` (by default `gates_pass`).
 
     Pass `mocks` to keep what was registered even when the program fails.
     """
@@ -107,7 +104,8 @@ def run_program(
     try:
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
         pulumi.runtime.set_all_config(dict(values), sorted(secret_keys))
-        _sync_await(run_pulumi_func(program or _run_main))
+        guard_states = states or gates_pass(stack)
+        loop.run_until_complete(run_pulumi_func(program or (lambda: run(guard_states))))
     finally:
         loop.close()
         asyncio.set_event_loop(None)

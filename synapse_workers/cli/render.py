@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synapse_workers.cli.mock_runtime import REDACTED, RecordingMocks, Registered, run_program
-from synapse_workers.ops.revision import program_revision
+from synapse_workers.cli.mock_runtime import REDACTED, Registered, run_program
 from synapse_workers.synapse.config_files import from_yaml, merge_process_config, to_yaml
 
 
@@ -79,8 +78,7 @@ def process_configs(objects: list[dict[str, Any]]) -> dict[str, str]:
 def render_stack(stack: str, values: Mapping[str, str], secret_keys: Set[str]) -> Rendered:
     # Render shows what would be registered once the prod guards pass: staging has deployed this
     # revision, and nothing was deployed before (so no restart needs a maintenance window).
-    gates_pass = RecordingMocks(lambda _name: {"revision": program_revision()})
-    registered = run_program(stack, values, secret_keys, mocks=gates_pass)
+    registered = run_program(stack, values, secret_keys)
     objects = [manifest_of(r) for r in registered if r.is_kubernetes]
     manifests = {_file_name(o): to_yaml(o) for o in objects}
     if len(manifests) != len(objects):

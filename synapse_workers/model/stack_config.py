@@ -89,5 +89,5 @@ def runtime_config() -> tuple[dict[str, str], frozenset[str]]:
     from pulumi.runtime import config as runtime  # noqa: PLC0415 (plan and render never need it)
 
     values: dict[str, Any] = {**runtime.get_config_env(), **runtime.CONFIG.get()}
-    secret_keys = set(runtime.get_config_secret_keys_env()) | set(runtime._SECRET_KEYS.get())
+    secret_keys = set(runtime.get_config_secret_keys_env()) | {k for k in values if runtime.is_config_secret(k)}
     return {k: _as_cli_text(v) if not isinstance(v, str) else v for k, v in values.items()}, frozenset(secret_keys)
