@@ -64,7 +64,10 @@ def deploy(
     plan: Plan, secret_values: Mapping[str, pulumi.Output[str]], revision: str, digests: Mapping[str, str]
 ) -> None:
     config = SynapseConfig("synapse-config", ConfigArgs(plan, secret_values))
-    check = ConfigCheck("synapse-config-check", plan, pulumi.ResourceOptions(depends_on=[config]))
+    secret_version = None if config.secret is None else config.secret.metadata.resource_version  # type: ignore[attr-defined]
+    check = ConfigCheck(
+        "synapse-config-check", plan, pulumi.ResourceOptions(depends_on=[config]), secret_version=secret_version
+    )
     done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config, check]}
     if plan.pooler_manifests:
         # Every Synapse process connects through it, so it is ready before the first of them starts.

@@ -32,6 +32,7 @@ class SynapseConfig(pulumi.ComponentResource):
         plan = args.plan
         after: list[pulumi.Resource] = []
         self.resources: list[pulumi.CustomResource] = []
+        self.secret: pulumi.CustomResource | None = None
         for manifest in plan.base_manifests:
             opts_for = pulumi.ResourceOptions(parent=self, depends_on=list(after))
             extra = {}
@@ -40,6 +41,8 @@ class SynapseConfig(pulumi.ComponentResource):
             resource = kube.create(manifest["metadata"]["name"], manifest, opts_for, **extra)
             if manifest["kind"] == "Namespace":
                 after.append(resource)
+            if manifest["kind"] == "Secret":
+                self.secret = resource
             self.resources.append(resource)
         for config_file, manifest in zip(plan.config_files, plan.configmaps(), strict=True):
             # A stable logical name per part: new content shows as a replacement of the same resource.
@@ -63,11 +66,26 @@ def _depends_on(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
 class ConfigCheck(pulumi.ComponentResource):
     """The check-config Job; workloads depend on it, and pulumi-kubernetes waits for Jobs to complete."""
 
-    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        plan: Plan,
+        opts: pulumi.ResourceOptions | None = None,
+        secret_version: pulumi.Input[str] | None = None,
+    ) -> None:
+        """`secret_version`: the managed Secret's resourceVersion. The Job is named after the config it
+        checks, so a secret fixed after a failed check would meet the same failed Job again; a new Secret
+        replaces the Job (delete first: the name is the same) and the check runs again."""
         super().__init__("synapse:config:ConfigCheck", name, None, opts)
         job = plan.config_check()
         after = _depends_on(opts)
-        self.job = kube.create("synapse-config-check", job, pulumi.ResourceOptions(parent=self, depends_on=after))
+        job_opts = pulumi.ResourceOptions(
+            parent=self,
+            depends_on=after,
+            replacement_trigger=secret_version,
+            delete_before_replace=True if secret_version is not None else None,
+        )
+        self.job = kube.create("synapse-config-check", job, job_opts)
         self.register_outputs({"job": job["metadata"]["name"]})
 
 

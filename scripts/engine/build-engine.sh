@@ -29,12 +29,13 @@ PULUMI_VERSION=v3.274.1
 K8S_PROVIDER_MODULE_VERSION=v4.0.0-20260115033456-f47bc2d6f199
 # The version the plugin reports (ldflags) and writes into its embedded schema. Semver, no leading "v".
 K8S_PROVIDER_PLUGIN_VERSION=4.25.0-dev.20260115033456+f47bc2d6f199
-# The provider's go.mod asks for pulumi pkg/sdk v3.215.0, which the proxy refuses (403); build it against the
-# CLI's version instead, which also shares the Go build cache with the CLI build.
-K8S_PROVIDER_PULUMI_VERSION="$PULUMI_VERSION"
-# The provider's go.mod replaces its Go SDK with ../sdk (not in the module zip); this released SDK version is
-# what the go.mod requires, and the proxy serves it.
+# The provider builds with the dependency versions its own go.mod pins (pulumi pkg/sdk v3.215.0: it does not
+# compile against pkg/v3 v3.274.1), except that the go.mod replaces its Go SDK with ../sdk, which is not in the
+# module zip: that replace is dropped, so the released SDK version the go.mod requires (v4.24.0) is used.
 K8S_PROVIDER_SDK_MODULE=github.com/pulumi/pulumi-kubernetes/sdk/v4
+
+# Bump when the way the binaries are built changes (flags, patches): cached builds of another recipe are redone.
+RECIPE=1
 
 PULUMI_PKG_MODULE=github.com/pulumi/pulumi/pkg/v3
 PULUMI_SDK_MODULE=github.com/pulumi/pulumi/sdk/v3
@@ -66,11 +67,16 @@ GOPROXY_NOW="$(go env GOPROXY)"
 [[ "$GOPROXY_NOW" != "off" ]] || die "GOPROXY=off: the Go modules can't be fetched (and nothing is cached for them)"
 
 mkdir -p "$BIN_DIR" "$CACHE_ROOT"
+# One run at a time per cache (a second run waits, then finds the binaries cached).
+if command -v flock >/dev/null; then
+  exec 9>"$CACHE_ROOT/.lock"
+  flock -n 9 || { log "waiting for another build-engine.sh run to finish ..."; flock 9; }
+fi
 SCRATCH="$(mktemp -d "$CACHE_ROOT/.scratch.XXXXXX")"
 cleanup() { chmod -R u+w "$SCRATCH" 2>/dev/null || true; rm -rf "$SCRATCH"; }
 trap cleanup EXIT
 
-# go_at_least 1.26.6: fails if the local toolchain is older.
+# require_go VERSION WHAT: fails if the local Go toolchain is older than VERSION.
 require_go() {
   local need="$1" have
   have="$(go env GOVERSION)"; have="${have#go}"
@@ -79,12 +85,27 @@ require_go() {
   fi
 }
 
+# retry WHAT CMD...: runs CMD up to 3 times. The module proxy here has answered "403 This module version is not
+# available" for a version that it served a few minutes later, so a refusal is tried again before giving up.
+retry() {
+  local what="$1" attempt
+  shift
+  for attempt in 1 2 3; do
+    if "$@"; then return 0; fi
+    [[ $attempt == 3 ]] || { log "  $what failed (attempt $attempt of 3); trying again in 30s"; sleep 30; }
+  done
+  die "$what failed 3 times (GOPROXY=$GOPROXY_NOW); see the go errors above"
+}
+
 # module_dir MODULE VERSION: downloads MODULE@VERSION through GOPROXY into the module cache; prints its Dir.
 module_dir() {
-  local json dir
-  if ! json="$(go mod download -json "$1@$2" 2>&1)"; then
-    die "could not download $1@$2 through GOPROXY=$GOPROXY_NOW:"$'\n'"$json"
-  fi
+  local json dir attempt
+  for attempt in 1 2 3; do
+    json="$(go mod download -json "$1@$2" 2>&1)" && break
+    [[ $attempt == 3 ]] && die "could not download $1@$2 through GOPROXY=$GOPROXY_NOW:"$'\n'"$json"
+    log "  downloading $1@$2 failed (attempt $attempt of 3); trying again in 30s" >&2
+    sleep 30
+  done
   dir="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")"
   [[ -n "$dir" && -f "$dir/go.mod" ]] || die "go mod download gave no module directory for $1@$2:"$'\n'"$json"
   printf '%s\n' "$dir"
@@ -98,16 +119,21 @@ gomod_json() {
 
 # install_from_cache NAME CACHE_DIR: puts CACHE_DIR/NAME into .tools/bin (hard link, else copy).
 install_from_cache() {
-  local name="$1" src="$2/$1" dst="$BIN_DIR/$1"
+  local src="$2/$1" dst="$BIN_DIR/$1"
   rm -f "$dst.tmp"
+  [[ "$dst" -ef "$src" ]] && return 0 # already this very file
   ln "$src" "$dst.tmp" 2>/dev/null || cp "$src" "$dst.tmp"
   chmod 0755 "$dst.tmp"
   mv -f "$dst.tmp" "$dst"
 }
 
-# cached NAME VERSION: true if the cache holds a finished build.
+# cache_dir NAME VERSION: where that build is cached; is_cached NAME VERSION: true if it holds a finished build.
 cache_dir() { printf '%s/%s-%s\n' "$CACHE_ROOT" "$1" "$2"; }
-is_cached() { [[ "$REBUILD" == 0 && -f "$(cache_dir "$1" "$2")/.complete" && -x "$(cache_dir "$1" "$2")/$1" ]]; }
+is_cached() {
+  local dir
+  dir="$(cache_dir "$1" "$2")"
+  [[ "$REBUILD" == 0 && -x "$dir/$1" ]] && grep -qx "recipe=$RECIPE" "$dir/.complete" 2>/dev/null
+}
 
 # commit_to_cache NAME VERSION BUILT_BINARY: moves the binary into its cache directory atomically.
 commit_to_cache() {
@@ -117,6 +143,7 @@ commit_to_cache() {
   mv "$built" "$staging/$name"
   {
     echo "name=$name"
+    echo "recipe=$RECIPE"
     echo "version=$version"
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "go=$(go env GOVERSION)"
@@ -172,7 +199,7 @@ EOF
   (cd "$work" && go mod edit $replaces) || die "could not add the replace directives to the wrapper go.mod"
   log "  wrapper replaces: $(tr '\n' ' ' <<<"$replaces")"
 
-  (cd "$work" && go mod tidy) || die "go mod tidy failed in the pulumi wrapper module ($work)"
+  retry "go mod tidy in the pulumi wrapper module ($work)" bash -c "cd '$work' && go mod tidy"
   local got
   got="$(cd "$work" && go list -m -f '{{.Version}}' "$PULUMI_PKG_MODULE" "$PULUMI_SDK_MODULE" | sort -u)"
   [[ "$got" == "$PULUMI_VERSION" ]] || die "MVS moved pulumi pkg/sdk off $PULUMI_VERSION: $got"
@@ -206,17 +233,16 @@ build_k8s_provider() {
   require_go "$(gomod_json "$src/go.mod" 'print(m["Go"])')" "$K8S_PROVIDER_MODULE@$K8S_PROVIDER_MODULE_VERSION"
 
   # Drop the replace of its Go SDK by ../sdk (not in the module zip) and use the released version the go.mod
-  # requires; move pulumi pkg/sdk to a version the proxy serves. The build then updates go.sum (-mod=mod).
+  # requires. go.sum then lacks that SDK's hashes: -mod=mod lets go add them (checked against GOSUMDB).
   sdk_version="$(gomod_json "$src/go.mod" "print(*[r['Version'] for r in m['Require'] if r['Path'] == '$K8S_PROVIDER_SDK_MODULE'])")"
   [[ -n "$sdk_version" ]] || die "$K8S_PROVIDER_MODULE's go.mod does not require $K8S_PROVIDER_SDK_MODULE"
-  (cd "$src" && go mod edit \
-    -dropreplace="$K8S_PROVIDER_SDK_MODULE" \
-    -require="$PULUMI_PKG_MODULE@$K8S_PROVIDER_PULUMI_VERSION" \
-    -require="$PULUMI_SDK_MODULE@$K8S_PROVIDER_PULUMI_VERSION") || die "could not edit the provider's go.mod"
+  (cd "$src" && go mod edit -dropreplace="$K8S_PROVIDER_SDK_MODULE") || die "could not edit the provider's go.mod"
   local local_replaces
   local_replaces="$(gomod_json "$src/go.mod" 'print(*[r["Old"]["Path"] + " => " + r["New"]["Path"] for r in m.get("Replace") or [] if not r["New"].get("Version")])')"
   [[ -z "$local_replaces" ]] || die "the provider's go.mod still has a local-path replace: $local_replaces"
-  log "  provider builds against $K8S_PROVIDER_SDK_MODULE@$sdk_version and pulumi $K8S_PROVIDER_PULUMI_VERSION"
+  log "  provider builds against $K8S_PROVIDER_SDK_MODULE@$sdk_version and pulumi $(gomod_json "$src/go.mod" \
+    "print(*[r['Version'] for r in m['Require'] if r['Path'] == '$PULUMI_PKG_MODULE'])")"
+  retry "downloading the provider's dependencies" bash -c "cd '$src' && go mod download"
 
   # cmd/pulumi-resource-kubernetes/main.go carries `//go:generate go run ./generate.go`, which writes the
   # schema-embed.json and terraform-mapping-embed.json that main.go embeds (the schema stamped with VERSION).
@@ -251,10 +277,14 @@ else
 fi
 install_from_cache pulumi-resource-kubernetes "$(cache_dir pulumi-resource-kubernetes "$K8S_PROVIDER_PLUGIN_VERSION")"
 
-# A last check of what is in .tools/bin.
+# A last check of what is in .tools/bin: the CLI runs and reports its version; the CLI can start the plugin
+# and get its schema, stamped with the plugin's version (offline, in a throwaway PULUMI_HOME).
 reported="$(PULUMI_SKIP_UPDATE_CHECK=true "$BIN_DIR/pulumi" version)" || die "$BIN_DIR/pulumi does not run"
 [[ "$reported" == "$PULUMI_VERSION" ]] || die "$BIN_DIR/pulumi reports '$reported', expected $PULUMI_VERSION"
-go version -m "$BIN_DIR/pulumi-resource-kubernetes" | grep -qF "version.Version=$K8S_PROVIDER_PLUGIN_VERSION" \
-  || die "$BIN_DIR/pulumi-resource-kubernetes was not built with version $K8S_PROVIDER_PLUGIN_VERSION"
+schema_version="$(PULUMI_HOME="$SCRATCH/pulumi-home" PULUMI_SKIP_UPDATE_CHECK=true \
+  "$BIN_DIR/pulumi" package get-schema "$BIN_DIR/pulumi-resource-kubernetes" | python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')" \
+  || die "$BIN_DIR/pulumi could not get the schema of $BIN_DIR/pulumi-resource-kubernetes"
+[[ "$schema_version" == "$K8S_PROVIDER_PLUGIN_VERSION" ]] \
+  || die "$BIN_DIR/pulumi-resource-kubernetes serves a schema of version '$schema_version', expected $K8S_PROVIDER_PLUGIN_VERSION"
 
 log "ready in $((SECONDS - T_START))s: $BIN_DIR/pulumi ($PULUMI_VERSION), $BIN_DIR/pulumi-resource-kubernetes ($K8S_PROVIDER_PLUGIN_VERSION)"

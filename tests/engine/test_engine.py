@@ -1,0 +1,330 @@
+"""`pulumi up` for real: the engine, the Kubernetes provider and a Kubernetes API, staging then prod.
+
+One backend and one cluster for the module; the tests run in order and build on each other, as an
+operator's week would: staging first, prod refused until staging has it, scaling, a failed update, the
+maintenance window, destroy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+from pulumi import automation
+
+from synapse_workers.cli.render import render_stack
+from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
+from synapse_workers.ops.guards import DIGEST_ANNOTATION, REVISION_ANNOTATION
+from synapse_workers.ops.promote import promote
+from synapse_workers.ops.revision import program_revision
+from tests.engine.conftest import TEST_SECRETS, Engine, signing_key
+
+REDACTED_KINDS = ("Secret",)
+
+
+def up(engine: Engine, stack: automation.Stack, **kwargs: Any) -> automation.UpResult:
+    lines: list[str] = []
+    try:
+        return stack.up(on_output=lines.append, color="never", **kwargs)
+    except automation.CommandError as error:
+        outcomes = "\n".join(f"{o.pod}: exit {o.exit_code}: {o.output[-1500:]}" for o in engine.executor.outcomes)
+        raise AssertionError("\n".join(lines)[-5000:] + "\ncheck pods:\n" + outcomes) from error
+
+
+def kubernetes_state(stack: automation.Stack) -> dict[tuple[str, str], dict[str, Any]]:
+    """(kind, name) → the state's resource, for every Kubernetes object the stack manages."""
+    deployment = stack.export_stack().deployment or {}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for resource in deployment.get("resources", []):
+        if not resource["type"].startswith("kubernetes:") or resource.get("delete"):
+            continue
+        if resource["type"].startswith("pulumi:providers"):
+            continue
+        outputs = resource.get("outputs", {})
+        found[(outputs["kind"], outputs["metadata"]["name"])] = resource
+    return found
+
+
+def _plain(value: Any) -> Any:
+    """State numbers are floats on the wire (2.0 is 2, as for the API server), and the engine drops empty
+    lists and maps from inputs (an empty `ingress: []` is no `ingress`): compare both sides that way."""
+    if isinstance(value, dict):
+        pruned = {k: _plain(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in ({}, [], None)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def rendered(engine: Engine, name: str) -> dict[tuple[str, str], dict[str, Any]]:
+    values, secret_keys = read_stack_file(name, engine.project_for(name) / f"Pulumi.{name}.yaml")
+    out = render_stack(name, values, secret_keys)
+    objects = [yaml.safe_load(text) for text in out.manifests.values()]
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def synapse_parts(objects: dict[tuple[str, str], dict[str, Any]]) -> set[str]:
+    return {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]
+        for (kind, _), o in objects.items()
+        if kind in ("StatefulSet", "Deployment")
+        and o["metadata"]["name"] not in ("synapse-router", "synapse-pgbouncer")
+    }
+
+
+def test_prod_is_refused_while_staging_does_not_exist(engine: Engine) -> None:
+    prod = engine.stack("prod", PROD)
+    message = refused(engine, prod, "up")
+    assert message == (
+        "stack 'prod': a guard cannot read what is deployed: "
+        "stack 'organization/synapse-workers/staging' does not exist in this backend"
+    )
+    assert kubernetes_state(prod) == {}
+
+
+def test_staging_up_creates_what_render_shows_and_it_runs(engine: Engine) -> None:
+    stack = engine.stack("staging")
+    result = up(engine, stack)
+    assert result.summary.result == "succeeded"
+    state = kubernetes_state(stack)
+    expected = rendered(engine, "staging")
+    assert sorted(state) == sorted(expected)
+    exported = json.dumps(stack.export_stack().deployment)
+    assert not [name for name, value in TEST_SECRETS.items() if value in exported]
+    for key, manifest in expected.items():
+        inputs = _plain(state[key]["inputs"])
+        if key[0] in REDACTED_KINDS:  # the state holds it encrypted; the cluster has the keys render names
+            live = engine.get("secret", key[1], manifest["metadata"]["namespace"])
+            assert set(live["data"]) == set(manifest["stringData"]), key
+            continue
+        wanted = _plain(manifest)
+        for field in wanted:
+            assert inputs.get(field) == wanted[field], f"{key}: {field} differs from render"
+    namespace = "matrix-staging"
+    for kind in ("statefulset", "deployment"):
+        for item in json.loads(engine.kubectl("get", kind, "-n", namespace, "-o", "json"))["items"]:
+            ready = item.get("status", {}).get("readyReplicas", 0)
+            assert ready == item["spec"]["replicas"], f"{kind}/{item['metadata']['name']}: {ready} ready"
+    jobs = json.loads(engine.kubectl("get", "jobs", "-n", namespace, "-o", "json"))["items"]
+    assert [j.get("status", {}).get("succeeded") for j in jobs] == [1]
+    checked = [o for o in engine.executor.outcomes if o.exit_code == 0]
+    parts = synapse_parts(expected)
+    assert len(parts) == 9  # main and the eight classes staging deploys (no federation sender)
+    assert checked and checked[-1].output.count("Config parses OK!") == len(parts), engine.executor.outcomes
+    assert all(f"checking {part}" in checked[-1].output for part in parts)
+    preview = stack.preview(expect_no_changes=True, color="never")
+    assert set(preview.change_summary) == {"same"}
+
+
+# -- helpers for the scenarios below
+
+
+@dataclass(frozen=True)
+class Step:
+    op: str
+    kind: str
+    name: str
+    template_changed: bool
+
+
+def _step(event: automation.EngineEvent) -> Step | None:
+    pre = event.resource_pre_event
+    if pre is None or not pre.metadata.type.startswith("kubernetes:"):
+        return None
+    meta = pre.metadata
+    old = (meta.old.inputs if meta.old else None) or {}
+    new = (meta.new.inputs if meta.new else None) or {}
+    changed = (old.get("spec") or {}).get("template") != (new.get("spec") or {}).get("template")
+    name = (new.get("metadata") or old.get("metadata") or {}).get("name", meta.urn.rsplit("::", 1)[-1])
+    return Step(meta.op.value, meta.type.rsplit(":", 1)[-1], name, changed)
+
+
+def steps(engine: Engine, stack: automation.Stack, action: str = "preview") -> list[Step]:
+    """The engine's steps for Kubernetes objects, in the order it took (or would take) them."""
+    found: list[Step] = []
+
+    def collect(event: automation.EngineEvent) -> None:
+        step = _step(event)
+        if step is not None and step.op != "same":
+            found.append(step)
+
+    if action == "preview":
+        stack.preview(on_event=collect, color="never")
+    else:
+        up(engine, stack, on_event=collect)
+    return found
+
+
+def restarted(found: list[Step]) -> set[str]:
+    """Synapse workloads whose pods roll: an update or replacement of the pod template."""
+    return {
+        s.name.removeprefix("synapse-")
+        for s in found
+        if s.kind in ("StatefulSet", "Deployment")
+        and s.op in ("update", "replace", "create-replacement")
+        and s.template_changed
+        and s.name not in ("synapse-router", "synapse-pgbouncer")
+    }
+
+
+def refused(engine: Engine, stack: automation.Stack, action: str = "preview") -> str:
+    """Run and expect the program's one-line refusal; return it."""
+    lines: list[str] = []
+    with pytest.raises(automation.CommandError):
+        if action == "preview":
+            stack.preview(on_output=lines.append, color="never")
+        else:
+            stack.up(on_output=lines.append, color="never")
+    text = "\n".join(lines)
+    errors = [line.strip() for line in text.splitlines() if line.strip().startswith("error: stack '")]
+    assert errors, text[-3000:]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    return errors[0].removeprefix("error: ")
+
+
+PROD = {"ccu": "3000", "stagingGate": "staging"}
+"""Prod as shipped (PgBouncer, both guards), at a load that keeps the fake cluster's work small."""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "synapse_workers", *args], capture_output=True, text=True, check=False, cwd=PROJECT_DIR
+    )
+
+
+def generations(engine: Engine, namespace: str) -> dict[str, int]:
+    """Each Synapse workload's metadata.generation: it moves exactly when its spec is written."""
+    found = {}
+    for kind in ("statefulset", "deployment"):
+        for item in json.loads(engine.kubectl("get", kind, "-n", namespace, "-o", "json"))["items"]:
+            found[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["generation"]
+    return found
+
+
+def set_secret(stack: automation.Stack, key: str, value: str) -> None:
+    stack.set_config(f"synapse:{key}", automation.ConfigValue(value, secret=True))
+
+
+def test_prod_up_is_accepted_once_staging_has_this_revision(engine: Engine) -> None:
+    prod = engine.stacks["prod"]
+    result = up(engine, prod)
+    assert result.summary.result == "succeeded"
+    pooler = engine.get("deployment", "synapse-pgbouncer", "matrix")
+    assert pooler["status"].get("readyReplicas") == 2
+    main = engine.get("statefulset", "synapse-main", "matrix")
+    assert main["metadata"]["annotations"][REVISION_ANNOTATION] == program_revision()
+    assert set(prod.preview(expect_no_changes=True, color="never").change_summary) == {"same"}
+
+
+def test_a_config_synapse_rejects_stops_up_at_the_check_and_gates_prod(engine: Engine) -> None:
+    staging = engine.stacks["staging"]
+    before = generations(engine, "matrix-staging")
+    set_secret(staging, "signingKey", "ed25519 a_engine not-base64!\n")
+    engine.set(staging, "messagesPerSecond", "120")  # three event persisters: new config files, a new check
+    lines: list[str] = []
+    with pytest.raises(automation.CommandError):
+        staging.up(on_output=lines.append, color="never")
+    assert "synapse-config-check" in "\n".join(lines) and "BackoffLimitExceeded" in "\n".join(lines)
+    assert "signing" in engine.executor.outcomes[-1].output and engine.executor.outcomes[-1].exit_code != 0
+    assert generations(engine, "matrix-staging") == before  # no workload was written
+    message = refused(engine, engine.stacks["prod"])
+    assert message.startswith("stack 'prod': the last update of 'staging' failed")
+    set_secret(staging, "signingKey", signing_key())
+    assert up(engine, staging).summary.result == "succeeded"
+    assert engine.stacks["prod"].preview(color="never").change_summary.get(automation.OpType.UPDATE, 0) == 0
+
+
+def test_maintenance_window_holds_after_a_failed_update(engine: Engine) -> None:
+    prod = engine.stacks["prod"]
+    engine.set(prod, "messagesPerSecond", "600")  # more event persisters: every process restarts, main too
+    message = refused(engine, prod)
+    assert "this change restarts synapse-main" in message and "maintenanceWindow true" in message
+    # The bypass: open the window, fail the update after outputs are recorded, close the window.
+    engine.set(prod, "maintenanceWindow", "true")
+    set_secret(prod, "signingKey", "ed25519 a_engine not-base64!\n")
+    with pytest.raises(automation.CommandError):
+        prod.up(color="never")
+    assert (
+        prod.outputs()["podTemplateDigests"].value["main"]
+        != kubernetes_state(prod)[("StatefulSet", "synapse-main")]["outputs"]["metadata"]["annotations"][
+            DIGEST_ANNOTATION
+        ]
+    )  # the outputs describe what was planned, not deployed
+    set_secret(prod, "signingKey", signing_key())
+    engine.set(prod, "maintenanceWindow", "false")
+    assert "this change restarts synapse-main" in refused(engine, prod)
+    engine.set(prod, "maintenanceWindow", "true")
+    found = steps(engine, prod, "up")
+    assert "main" in restarted(found)
+    engine.set(prod, "maintenanceWindow", "false")
+    assert set(prod.preview(expect_no_changes=True, color="never").change_summary) == {"same"}
+
+
+def _whatif_from_cli(engine: Engine, stack: str, *flags: str) -> dict[str, Any]:
+    done = cli("plan", "--stack", stack, "--project-dir", str(engine.project_for(stack)), "--json", *flags)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_a_ccu_change_does_what_the_what_if_says(engine: Engine) -> None:
+    staging = engine.stacks["staging"]
+    predicted = _whatif_from_cli(engine, "staging", "--to-ccu", "1200")
+    done = cli("scale", "--stack", "staging", "--project-dir", str(engine.project_for("staging")), "--ccu", "1200",
+               "--reason", "engine test")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    preview = steps(engine, staging)
+    assert restarted(preview) == set(predicted["restarts"])
+    applied = steps(engine, staging, "up")
+    assert restarted(applied) == set(predicted["restarts"])
+    assert not [s for s in applied if s.name == "synapse-main" and s.op in ("replace", "create-replacement")]
+
+
+def test_more_event_persisters_replace_the_set_delete_first(engine: Engine) -> None:
+    staging = engine.stacks["staging"]
+    done = cli("scale", "--stack", "staging", "--project-dir", str(engine.project_for("staging")),
+               "--pin", "event-persister=4", "--reason", "engine test")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "event-persister: member list changes" in done.stdout
+    applied = steps(engine, staging, "up")
+    persister = [s.op for s in applied if s.kind == "StatefulSet" and s.name == "synapse-event-persister"]
+    assert "delete-replaced" in persister and "create-replacement" in persister, persister
+    assert persister.index("delete-replaced") < persister.index("create-replacement")
+    assert not [s for s in applied if s.name == "synapse-main" and s.op in ("replace", "create-replacement")]
+    assert engine.get("statefulset", "synapse-event-persister", "matrix-staging")["status"].get("readyReplicas") == 4
+
+
+def test_an_hpa_bound_change_rolls_no_synapse_pod(engine: Engine) -> None:
+    staging = engine.stacks["staging"]
+    engine.set(staging, "hpa", {"targetCpuUtilization": 65, "headroom": 1.5})  # lower HPA maximums
+    before = generations(engine, "matrix-staging")
+    applied = steps(engine, staging, "up")
+    assert {s.kind for s in applied} == {"HorizontalPodAutoscaler"}, applied
+    assert generations(engine, "matrix-staging") == before
+
+
+def test_promote_for_real(engine: Engine) -> None:
+    said: list[str] = []
+    done = promote(["staging", "prod"], select=lambda name: engine.stacks[name], say=said.append)
+    assert [(s.stack, s.action) for s in done][-1] == ("prod", "check")
+    assert len(done) == 8
+
+
+def test_destroy_leaves_nothing_behind(engine: Engine) -> None:
+    for name, namespace in (("prod", "matrix"), ("staging", "matrix-staging")):
+        stack = engine.stacks[name]
+        stack.destroy(color="never")
+        assert kubernetes_state(stack) == {}
+        left = engine.kubectl("get", "all,configmap,secret,pvc,ingress,networkpolicy,pdb,hpa,job", "-n", namespace,
+                              "-o", "name", "--ignore-not-found")  # fmt: skip
+        ours = [line for line in left.splitlines() if "synapse" in line]
+        namespace_state = json.loads(
+            engine.kubectl("get", "namespace", namespace, "-o", "json", "--ignore-not-found") or "{}"
+        )
+        assert not ours or namespace_state.get("status", {}).get("phase") == "Terminating", ours
