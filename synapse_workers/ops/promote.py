@@ -7,7 +7,7 @@ CLI; `select` is a parameter so the sequencing can be tested where no CLI exists
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -24,11 +24,11 @@ class OutputValue(Protocol):
 class StackLike(Protocol):
     """The part of `pulumi.automation.Stack` that promote uses."""
 
-    def preview(self, on_output: Callable[[str], Any] | None = ...) -> Any: ...
+    def preview(self, *, on_output: Callable[[str], Any] | None = ...) -> Any: ...
 
-    def up(self, on_output: Callable[[str], Any] | None = ...) -> Any: ...
+    def up(self, *, on_output: Callable[[str], Any] | None = ...) -> Any: ...
 
-    def outputs(self) -> dict[str, Any]: ...
+    def outputs(self) -> Mapping[str, Any]: ...
 
 
 class PromoteError(Exception):
@@ -47,7 +47,7 @@ class Step:
     action: str
 
 
-def _check_outputs(name: str, outputs: dict[str, Any], revision: str) -> None:
+def _check_outputs(name: str, outputs: Mapping[str, Any], revision: str) -> None:
     deployed = outputs.get("revision")
     value = getattr(deployed, "value", None)
     if value != revision:
