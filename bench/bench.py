@@ -20,16 +20,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loads import prod_values  # noqa: E402 (bench/ is the script's folder)
+
 LOADS = (1000, 20000, 200000)
 REPEATS = 3
-
-
-def _values(ccu: int) -> tuple[dict[str, str], frozenset[str]]:
-    from synapse_workers.model.stack_config import read_stack_file  # noqa: PLC0415
-
-    values, secret_keys = read_stack_file("prod", ROOT / "Pulumi.prod.yaml")
-    values["synapse:ccu"] = str(ccu)
-    return values, secret_keys
 
 
 def measure_one(kind: str, ccu: int) -> dict[str, Any]:
@@ -43,12 +37,12 @@ def measure_one(kind: str, ccu: int) -> dict[str, Any]:
         from synapse_workers.model.settings import load_settings  # noqa: PLC0415
         from synapse_workers.plan import build_plan  # noqa: PLC0415
 
-        values, secret_keys = _values(ccu)
+        values, secret_keys = prod_values(ccu)
         plan_table(build_plan(load_settings("prod", values, secret_keys)))
     elif kind == "program":
         from synapse_workers.cli.mock_runtime import run_program  # noqa: PLC0415
 
-        values, secret_keys = _values(ccu)
+        values, secret_keys = prod_values(ccu)
         count = len(run_program("prod", values, secret_keys))
     elif kind == "baseline":
         manifests = json.loads(Path(sys.argv[-1]).read_text())
@@ -66,7 +60,7 @@ def measure_one(kind: str, ccu: int) -> dict[str, Any]:
     elif kind == "render":
         from synapse_workers.cli.render import render_stack  # noqa: PLC0415
 
-        values, secret_keys = _values(ccu)
+        values, secret_keys = prod_values(ccu)
         render_stack("prod", values, secret_keys)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -86,7 +80,7 @@ def child(kind: str, ccu: int, extra: str = "") -> dict[str, Any]:
 def _manifests_for(ccu: int, path: Path) -> None:
     from synapse_workers.cli.mock_runtime import run_program  # noqa: PLC0415
 
-    values, secret_keys = _values(ccu)
+    values, secret_keys = prod_values(ccu)
     registered = run_program("prod", values, secret_keys)
     path.write_text(json.dumps([r.inputs for r in registered if r.is_kubernetes]))
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from synapse_workers.ops.promote import PromoteError, StackLike, promote
+from synapse_workers.ops.promote import PromoteError, StackLike, automation_select, promote
 
 
 @dataclass
@@ -94,9 +95,9 @@ def test_prod_failure_is_reported_after_staging_succeeded() -> None:
     assert log[-1] == "prod:up" and "staging:outputs" in log
 
 
-def test_without_the_pulumi_cli_promote_stops_at_once() -> None:
-    # The real Automation API needs the `pulumi` binary; here it is missing, so the first step fails cleanly.
-    if shutil.which("pulumi") is not None:
-        pytest.skip("a Pulumi CLI is installed here: this test is about machines without one")
+def test_without_the_pulumi_cli_promote_stops_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real Automation API needs the `pulumi` binary; with none on PATH the first step fails cleanly."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    select = partial(automation_select, program=lambda: None)
     with pytest.raises(PromoteError, match="staging: select failed"):
-        promote(order=["staging"], say=lambda _line: None, revision="r1")
+        promote(order=["staging"], select=select, say=lambda _line: None, revision="r1")

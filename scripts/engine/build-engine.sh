@@ -15,9 +15,14 @@
 # Usage: scripts/engine/build-engine.sh [--rebuild]
 #   --rebuild   ignore the cached binaries and build both again (the Go build cache still helps)
 #
+# How the engine finds the plugin: with .tools/bin on PATH (and PULUMI_IGNORE_AMBIENT_PLUGINS unset), the
+# engine takes `pulumi-resource-kubernetes` from PATH whatever version the Python SDK asks for (4.34.2), warning
+# "resource plugin kubernetes is expected to have version >=4.34.2, but has <K8S_PROVIDER_PLUGIN_VERSION>".
+# Set PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true so that a plugin not found is an error, not a download.
+#
 # The Python language host (pulumi-language-python) is NOT built: its Go module is not served by the proxy
 # here. Automation API inline programs do not need it (the Python process serves the language runtime and
-# the CLI is started with --client); `pulumi up` on a Pulumi.yaml project does.
+# the CLI is started with --client); `pulumi up`/`preview` on a Pulumi.yaml project does.
 set -euo pipefail
 
 # ---- pinned versions ---------------------------------------------------------------------------------
@@ -46,7 +51,7 @@ REBUILD=0
 for arg in "$@"; do
   case "$arg" in
     --rebuild) REBUILD=1 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^set -euo/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "build-engine: unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -156,7 +161,7 @@ commit_to_cache() {
 build_pulumi() {
   local work="$SCRATCH/pulumi" pkg_dir go_directive replaces t0
   t0=$SECONDS
-  log "building pulumi $PULUMI_VERSION (cold: ~10-15 min on 2 cores) ..."
+  log "building pulumi $PULUMI_VERSION (cold Go caches: ~5 min on 2 cores) ..."
   pkg_dir="$(module_dir "$PULUMI_PKG_MODULE" "$PULUMI_VERSION")"
   module_dir "$PULUMI_SDK_MODULE" "$PULUMI_VERSION" >/dev/null
 
@@ -209,7 +214,7 @@ EOF
     -o "$work/out/pulumi" "$PULUMI_PKG_MODULE/cmd/pulumi") || die "go build of the pulumi CLI failed"
 
   local reported
-  reported="$(PULUMI_SKIP_UPDATE_CHECK=true "$work/out/pulumi" version)" || die "the built pulumi does not run"
+  reported="$(PULUMI_HOME="$SCRATCH/pulumi-home" PULUMI_SKIP_UPDATE_CHECK=true "$work/out/pulumi" version)" || die "the built pulumi does not run"
   [[ "$reported" == "$PULUMI_VERSION" ]] || die "built pulumi reports version '$reported', expected $PULUMI_VERSION"
 
   commit_to_cache pulumi "$PULUMI_VERSION" "$work/out/pulumi"
@@ -220,7 +225,7 @@ EOF
 build_k8s_provider() {
   local src="$SCRATCH/pulumi-resource-kubernetes" mod_dir sdk_version t0
   t0=$SECONDS
-  log "building pulumi-resource-kubernetes $K8S_PROVIDER_PLUGIN_VERSION ($K8S_PROVIDER_MODULE@$K8S_PROVIDER_MODULE_VERSION; cold: ~10 min) ..."
+  log "building pulumi-resource-kubernetes $K8S_PROVIDER_PLUGIN_VERSION ($K8S_PROVIDER_MODULE@$K8S_PROVIDER_MODULE_VERSION; cold Go caches: ~9 min on 2 cores) ..."
   mod_dir="$(module_dir "$K8S_PROVIDER_MODULE" "$K8S_PROVIDER_MODULE_VERSION")"
   [[ -f "$mod_dir/cmd/pulumi-resource-kubernetes/schema.json" ]] \
     || die "$K8S_PROVIDER_MODULE@$K8S_PROVIDER_MODULE_VERSION has no cmd/pulumi-resource-kubernetes/schema.json"
@@ -279,7 +284,7 @@ install_from_cache pulumi-resource-kubernetes "$(cache_dir pulumi-resource-kuber
 
 # A last check of what is in .tools/bin: the CLI runs and reports its version; the CLI can start the plugin
 # and get its schema, stamped with the plugin's version (offline, in a throwaway PULUMI_HOME).
-reported="$(PULUMI_SKIP_UPDATE_CHECK=true "$BIN_DIR/pulumi" version)" || die "$BIN_DIR/pulumi does not run"
+reported="$(PULUMI_HOME="$SCRATCH/pulumi-home" PULUMI_SKIP_UPDATE_CHECK=true "$BIN_DIR/pulumi" version)" || die "$BIN_DIR/pulumi does not run"
 [[ "$reported" == "$PULUMI_VERSION" ]] || die "$BIN_DIR/pulumi reports '$reported', expected $PULUMI_VERSION"
 schema_version="$(PULUMI_HOME="$SCRATCH/pulumi-home" PULUMI_SKIP_UPDATE_CHECK=true \
   "$BIN_DIR/pulumi" package get-schema "$BIN_DIR/pulumi-resource-kubernetes" | python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')" \

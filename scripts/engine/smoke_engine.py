@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -87,15 +88,26 @@ def main() -> None:
 def check(program: Callable[[], None], scratch: Path, pulumi_home: Path, render_dir: Path) -> None:
     output: list[str] = []
     started = time.monotonic()
+    # A new stack each run, removed afterwards, so a shared PULUMI_BACKEND_URL neither changes the result nor
+    # keeps anything from it.
+    stack_name = f"smoke-{uuid.uuid4().hex[:8]}"
     try:
         command = auto.PulumiCommand(root=str(TOOLS))  # .tools/bin/pulumi, never a `pulumi` found elsewhere
-        stack = auto.create_or_select_stack(
-            stack_name="smoke",
+        stack = auto.create_stack(
+            stack_name=stack_name,
             project_name="engine-smoke",
             program=program,
             opts=auto.LocalWorkspaceOptions(pulumi_command=command, work_dir=str(scratch)),
         )
-        result = stack.up(on_output=output.append, color="never")
+        try:
+            result = stack.up(on_output=output.append, color="never")
+            rendered = {p.name: p.read_text() for p in sorted(render_dir.rglob("*.yaml"))}
+        finally:
+            try:
+                stack.destroy(color="never")
+                stack.workspace.remove_stack(stack_name)
+            except auto.CommandError as exc:
+                print(f"smoke_engine: warning: could not remove stack {stack_name}: {exc}", file=sys.stderr)
     except auto.CommandError as exc:
         print("\n".join(output), file=sys.stderr)
         fail(f"pulumi up failed: {exc}")
@@ -121,14 +133,13 @@ def check(program: Callable[[], None], scratch: Path, pulumi_home: Path, render_
     plugins_dir = pulumi_home / "plugins"
     if plugins_dir.exists() and any(plugins_dir.iterdir()):
         failures.append(f"plugins were installed into {plugins_dir}: {sorted(p.name for p in plugins_dir.iterdir())}")
-    rendered = sorted(render_dir.rglob("*.yaml"))
-    if not any("built-from-go-modules" in p.read_text() for p in rendered):
+    if not any("kind: ConfigMap" in manifest and "built-from-go-modules" in manifest for manifest in rendered.values()):
         failures.append(f"no rendered ConfigMap under {render_dir}: {rendered}")
     if failures:
         fail("; ".join(failures))
     print(
-        f"smoke_engine: OK: `up` created {changes} in {elapsed:.1f}s with {TOOLS_BIN / 'pulumi'} and "
-        f"{TOOLS_BIN / PLUGIN}, no plugin installed or downloaded; rendered {[p.name for p in rendered]} "
+        f"smoke_engine: OK: `up` made {changes} (up and destroy: {elapsed:.1f}s) with {TOOLS_BIN / 'pulumi'} and "
+        f"{TOOLS_BIN / PLUGIN}, no plugin installed or downloaded; rendered {sorted(rendered)} "
         f"(Python pulumi {dist_version('pulumi')}, pulumi-kubernetes {dist_version('pulumi-kubernetes')})"
     )
 

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -130,10 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _scale_command(args)
             return 0
         if args.command == "promote":
-            from synapse_workers.ops.promote import PromoteError, promote  # noqa: PLC0415
+            from components.program import run  # noqa: PLC0415 (the Pulumi SDK, only for this command)
+            from synapse_workers.ops.promote import PromoteError, automation_select, promote  # noqa: PLC0415
 
             try:
-                promote(args.stacks)
+                promote(args.stacks, select=partial(automation_select, program=run))
             except PromoteError as error:
                 print(f"error: promote stopped: {error}", file=sys.stderr)
                 return 1

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from synapse_workers.model.stack_config import PROJECT_DIR
 from synapse_workers.ops.revision import program_revision
 
 DEFAULT_ORDER = ("staging", "prod")
+PROJECT_NAME = "synapse-workers"
 
 
 class OutputValue(Protocol):
@@ -35,10 +37,18 @@ class PromoteError(Exception):
     """A stage failed; the message names the stack and the step."""
 
 
-def automation_select(name: str) -> StackLike:
+def automation_select(name: str, program: Callable[[], None], work_dir: Path = PROJECT_DIR) -> StackLike:
+    """The stack in this project folder, running `program` inline: the program runs in this process, so
+    promote needs the Pulumi CLI and the Kubernetes provider but no Python language host."""
     from pulumi import automation  # noqa: PLC0415 (only promote needs the Automation API)
 
-    return cast(StackLike, automation.select_stack(stack_name=name, work_dir=str(PROJECT_DIR)))
+    stack = automation.select_stack(
+        stack_name=name,
+        project_name=PROJECT_NAME,
+        program=program,
+        opts=automation.LocalWorkspaceOptions(work_dir=str(work_dir)),
+    )
+    return cast(StackLike, stack)
 
 
 @dataclass(frozen=True)
@@ -58,12 +68,14 @@ def _check_outputs(name: str, outputs: Mapping[str, Any], revision: str) -> None
 
 def promote(
     order: Sequence[str] = DEFAULT_ORDER,
-    select: Callable[[str], StackLike] = automation_select,
+    select: Callable[[str], StackLike] | None = None,
     say: Callable[[str], Any] = print,
     revision: str | None = None,
 ) -> list[Step]:
     """Run preview, up and the output check per stack in order; raise PromoteError at the first failure."""
     expected = revision or program_revision()
+    if select is None:
+        raise ValueError("promote needs a way to select stacks: automation_select with the program")
     done: list[Step] = []
     for name in order:
         for action in ("select", "preview", "up", "check"):

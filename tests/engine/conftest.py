@@ -9,7 +9,6 @@ scratch copy of the project's stack files. Missing tools fail the run in CI and 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from signedjson.key import encode_signing_key_base64, generate_signing_key
 
 from components.program import run as program_run
 from synapse_workers.model.stack_config import PROJECT_DIR
-from tests.engine.executor import CheckExecutor, kubectl
+from tests.engine.executor import CheckExecutor, ingress_controller, kubectl
 
 TOOLS = PROJECT_DIR / ".tools"
 BIN = TOOLS / "bin"
@@ -131,26 +130,7 @@ def _cluster_up() -> bool:
     return True
 
 
-def _ingress_controller(engine: Engine, stopped: threading.Event) -> None:
-    """Stands in for an ingress controller: gives every Ingress an address, as pulumi-kubernetes waits for."""
-    while not stopped.wait(1.0):
-        try:
-            ingresses = json.loads(engine.kubectl("get", "ingress", "-A", "-o", "json"))["items"]
-        except (RuntimeError, json.JSONDecodeError):
-            continue
-        for ingress in ingresses:
-            if ingress.get("status", {}).get("loadBalancer", {}).get("ingress"):
-                continue
-            meta = ingress["metadata"]
-            status = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}
-            with contextlib.suppress(RuntimeError):  # gone meanwhile: nothing to report
-                engine.kubectl(
-                    "patch", "ingress", meta["name"], "-n", meta["namespace"], "--subresource=status",
-                    "--type=merge", "-p", json.dumps(status),
-                )  # fmt: skip
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     _tools_or_skip()
     scratch = tmp_path_factory.mktemp("engine")
@@ -176,7 +156,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     stopped = threading.Event()
     threads = [
         threading.Thread(target=executor.loop, daemon=True),
-        threading.Thread(target=_ingress_controller, args=(engine, stopped), daemon=True),
+        threading.Thread(target=ingress_controller, args=(str(BIN / "kubectl"), stopped), daemon=True),
     ]
     for thread in threads:
         thread.start()

@@ -17,10 +17,11 @@ import pytest
 import yaml
 from pulumi import automation
 
+from components.program import run as program_run
 from synapse_workers.cli.render import render_stack
 from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
 from synapse_workers.ops.guards import DIGEST_ANNOTATION, REVISION_ANNOTATION
-from synapse_workers.ops.promote import promote
+from synapse_workers.ops.promote import StackLike, automation_select, promote
 from synapse_workers.ops.revision import program_revision
 from tests.engine.conftest import TEST_SECRETS, Engine, signing_key
 
@@ -311,7 +312,11 @@ def test_an_hpa_bound_change_rolls_no_synapse_pod(engine: Engine) -> None:
 
 def test_promote_for_real(engine: Engine) -> None:
     said: list[str] = []
-    done = promote(["staging", "prod"], select=lambda name: engine.stacks[name], say=said.append)
+
+    def select(name: str) -> StackLike:  # the CLI's own selection, in the test's project folders
+        return automation_select(name, program_run, work_dir=engine.project_for(name))
+
+    done = promote(["staging", "prod"], select=select, say=said.append)
     assert [(s.stack, s.action) for s in done][-1] == ("prod", "check")
     assert len(done) == 8
 

@@ -1,0 +1,220 @@
+"""Benchmarks with the real engine: `pulumi preview` against a no-logic program, and `up` on a local cluster.
+
+Run:  make engine cluster-tools && venv/bin/python bench/engine_bench.py      (about 5 minutes on two cores)
+
+Preview: the project's program (inline, through the Automation API) against a program that registers the
+same Kubernetes manifests with no logic, at 1,000, 20,000 and 200,000 CCU, each in a fresh child process
+(best wall time of 3; peak memory = the child's own maximum RSS, the Pulumi CLI's and the provider's
+beside it). The default provider renders YAML to a folder (`kubernetes:renderYamlToDirectory`), so
+preview measures the program and the engine, not a cluster.
+
+Up: the local control plane (started if none runs, stopped after), a 20,000-CCU stack from empty, then
+a CCU change to 25,000, with the engine tests' check executor and stand-in ingress controller running
+(kwok completes no config-check pod by itself). Prints figures; asserts nothing: targets are printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TOOLS = ROOT / ".tools"
+
+LOADS = (1000, 20000, 200000)
+REPEATS = 3
+
+
+def _environment(scratch: Path) -> None:
+    os.environ.update(
+        {
+            "PATH": f"{TOOLS / 'bin'}:{os.environ['PATH']}",
+            "PULUMI_BACKEND_URL": (scratch / "state").as_uri(),
+            "PULUMI_CONFIG_PASSPHRASE": "bench",
+            "PULUMI_HOME": str(scratch / "home"),
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "KUBECONFIG": str(TOOLS / "kubeconfig"),
+        }
+    )
+    (scratch / "state").mkdir(exist_ok=True)
+    (scratch / "home").mkdir(exist_ok=True)
+
+
+def _stack_config(ccu: int) -> dict[str, Any]:
+    """Prod at `ccu`, without the guards (they read other stacks) and with managed test secrets."""
+    import yaml  # noqa: PLC0415
+
+    from tests.engine.conftest import TEST_SECRETS  # noqa: PLC0415
+
+    config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    for key in ("synapse:existingSecret", "synapse:stagingGate", "synapse:requireMaintenanceWindow"):
+        config.pop(key)
+    config["synapse:ccu"] = str(ccu)
+    config["synapse:postgres"]["pooler"]["maxClientConnections"] = 100000
+    return {"config": config, "secrets": TEST_SECRETS}
+
+
+def _stack(name: str, work: Path, program: Callable[[], None], ccu: int, render_to: Path | None) -> Any:
+    import yaml  # noqa: PLC0415
+    from pulumi import automation  # noqa: PLC0415
+
+    from tests.engine.conftest import signing_key  # noqa: PLC0415
+
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    wanted = _stack_config(ccu)
+    config = wanted["config"]
+    if render_to is not None:
+        config["kubernetes:renderYamlToDirectory"] = str(render_to)
+    (work / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=True))
+    stack = automation.create_or_select_stack(
+        stack_name=name,
+        project_name="synapse-workers",
+        program=program,
+        opts=automation.LocalWorkspaceOptions(work_dir=str(work)),
+    )
+    for key, value in {**wanted["secrets"], "signingKey": signing_key()}.items():
+        stack.set_config(f"synapse:{key}", automation.ConfigValue(value, secret=True))
+    return stack
+
+
+def measure_preview(kind: str, ccu: int) -> dict[str, Any]:
+    """In a child: one preview of `kind` (program or baseline) at `ccu`, timed from before the imports
+    (the program's own imports are part of its cost) to the end of the preview."""
+    from pulumi import automation  # noqa: F401, PLC0415 (both kinds need it before anything is timed)
+
+    start = time.perf_counter()
+    from components.program import run  # noqa: PLC0415
+
+    imports = time.perf_counter() - start
+
+    scratch = Path(tempfile.mkdtemp(prefix="engine-bench-"))
+    _environment(scratch)
+    program: Callable[[], None] = run
+    if kind == "baseline":
+        manifests = json.loads((scratch.parent / f"engine-bench-manifests-{ccu}.json").read_text())
+
+        def baseline() -> None:
+            import pulumi  # noqa: PLC0415
+
+            from components import registration  # noqa: PLC0415
+
+            for index, manifest in enumerate(manifests):
+                registration.create(f"r{index}", manifest, pulumi.ResourceOptions())
+
+        program = baseline
+    stack = _stack("bench", scratch / "project", program, ccu, scratch / "rendered")
+    start = time.perf_counter()
+    result = stack.preview(color="never")
+    seconds = time.perf_counter() - start + (imports if kind == "program" else 0.0)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "seconds": seconds,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "children_peak_mb": children,
+        "creates": sum(v for k, v in result.change_summary.items() if str(getattr(k, "value", k)) == "create"),
+    }
+
+
+def _manifests(ccu: int) -> None:
+    from loads import prod_values  # noqa: PLC0415
+
+    from synapse_workers.cli.mock_runtime import run_program  # noqa: PLC0415
+
+    values, secret_keys = prod_values(ccu)
+    objects = [r.inputs for r in run_program("prod", values, secret_keys) if r.is_kubernetes]
+    for obj in objects:
+        if obj["kind"] == "Secret":
+            obj["stringData"] = {k: "bench" for k in obj.get("stringData", {})}
+    (Path(tempfile.gettempdir()) / f"engine-bench-manifests-{ccu}.json").write_text(json.dumps(objects))
+
+
+def child(kind: str, ccu: int) -> dict[str, Any]:
+    runs = []
+    for _ in range(REPEATS):
+        args = [sys.executable, __file__, "--one", kind, "--ccu", str(ccu)]
+        out = subprocess.run(args, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    best = min(runs, key=lambda r: r["seconds"])
+    return {**best, "peak_mb": max(r["peak_mb"] for r in runs)}
+
+
+def measure_up() -> tuple[float, float, int]:
+    """A 20,000-CCU stack from empty on the local cluster, then a CCU change: (seconds, seconds, objects)."""
+    from components.program import run  # noqa: PLC0415
+
+    scratch = Path(tempfile.mkdtemp(prefix="engine-bench-up-"))
+    _environment(scratch)
+    started_cluster = not (TOOLS / "cluster" / "pids").exists()
+    if started_cluster:
+        subprocess.run(["bash", str(ROOT / "scripts/cluster/cluster-up.sh")], check=True, capture_output=True)
+    from tests.engine.executor import CheckExecutor, ingress_controller  # noqa: PLC0415
+
+    kubectl = str(TOOLS / "bin" / "kubectl")
+    executor, stopped = CheckExecutor(kubectl), threading.Event()
+    helpers = [
+        threading.Thread(target=executor.loop, daemon=True),
+        threading.Thread(target=ingress_controller, args=(kubectl, stopped), daemon=True),
+    ]
+    for helper in helpers:
+        helper.start()
+    try:
+        stack = _stack("bench", scratch / "project", run, 20000, None)
+        start = time.perf_counter()
+        result = stack.up(color="never")
+        first = time.perf_counter() - start
+        objects = sum(v for k, v in (result.summary.resource_changes or {}).items() if k == "create")
+        path = scratch / "project" / "Pulumi.bench.yaml"
+        path.write_text(path.read_text().replace("synapse:ccu: '20000'", "synapse:ccu: '25000'"))
+        start = time.perf_counter()
+        stack.up(color="never")
+        second = time.perf_counter() - start
+        stack.destroy(color="never")
+        return first, second, objects
+    finally:
+        executor.stopped.set()
+        stopped.set()
+        if started_cluster:
+            subprocess.run(["bash", str(ROOT / "scripts/cluster/cluster-down.sh")], check=False, capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--one")
+    parser.add_argument("--ccu", type=int)
+    parser.add_argument("--skip-up", action="store_true")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure_preview(args.one, args.ccu)))
+        return
+    for ccu in LOADS:
+        _manifests(ccu)
+    print(f"{'preview':<12}{'CCU':>9}{'program':>10}{'baseline':>10}{'ratio':>8}{'peak MB':>9}{'creates':>9}")
+    for ccu in LOADS:
+        program, baseline = child("program", ccu), child("baseline", ccu)
+        ratio = program["seconds"] / baseline["seconds"]
+        print(
+            f"{'':<12}{ccu:>9,}{program['seconds']:>9.2f}s{baseline['seconds']:>9.2f}s{ratio:>7.2f}x"
+            f"{program['peak_mb']:>9.0f}{program['creates']:>9}"
+        )
+    print("target: program <= 1.2x the no-logic baseline at every load, flat in CCU")
+    if not args.skip_up:
+        first, second, objects = measure_up()
+        print(f"\nup, 20,000 CCU from empty on the local cluster: {first:.1f} s ({objects} creates); target < 60 s")
+        print(f"up, CCU 20,000 -> 25,000: {second:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
