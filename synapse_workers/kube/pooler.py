@@ -16,12 +16,10 @@ volume from the existing Secret at start, then becomes PgBouncer.
 
 from __future__ import annotations
 
-from typing import Any
-
 from synapse_workers.kube import manifests as k8s
+from synapse_workers.kube.configured_service import ConfiguredService, configured_service
 from synapse_workers.kube.network_policy import POOLER_COMPONENT
 from synapse_workers.model.settings import SECRET_FILES, Settings
-from synapse_workers.synapse.config_files import content_hash
 from synapse_workers.synapse.topology import POOLER_NAME, POOLER_PORT
 
 POOLER_UID = 70
@@ -90,92 +88,45 @@ def pgbouncer_ini(
     )
 
 
-def _template(settings: Settings, configmap: str, digest: str) -> dict[str, Any]:
-    probe = {"tcpSocket": {"port": "postgres"}, "periodSeconds": 10, "failureThreshold": 3}
-    return {
-        "metadata": {
-            "labels": k8s.labels(settings, POOLER_COMPONENT),
-            "annotations": {k8s.CONFIG_DIGEST_ANNOTATION: digest},
-        },
-        "spec": {
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": k8s.restricted_pod(POOLER_UID),
-            "topologySpreadConstraints": [k8s.spread_over_nodes(settings, POOLER_COMPONENT)],
-            "containers": [
-                {
-                    "name": "pgbouncer",
-                    "image": settings.postgres.pooler.image,
-                    "command": ["/bin/sh", "-c", AUTH_FILE_SCRIPT],
-                    "env": [
-                        {"name": "PGUSER", "value": settings.postgres.user},
-                        {
-                            "name": "PGPASSWORD",
-                            "valueFrom": {
-                                "secretKeyRef": {"name": settings.secret_name, "key": SECRET_FILES["postgresPassword"]}
-                            },
-                        },
-                    ],
-                    "ports": [{"name": "postgres", "containerPort": POOLER_PORT, "protocol": "TCP"}],
-                    "resources": {
-                        "requests": {"cpu": POOLER_RESOURCES[0], "memory": POOLER_RESOURCES[1]},
-                        "limits": {"cpu": POOLER_RESOURCES[2], "memory": POOLER_RESOURCES[3]},
-                    },
-                    "readinessProbe": probe,
-                    "livenessProbe": {**probe, "failureThreshold": 6},
-                    "securityContext": k8s.restricted_container(),
-                    "volumeMounts": [
-                        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                        {"name": "auth", "mountPath": AUTH_DIR},
-                    ],
-                }
-            ],
-            "volumes": [
-                {"name": "config", "configMap": {"name": configmap}},
-                {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-            ],
-        },
-    }
-
-
 def pooler_manifests(settings: Settings) -> tuple[k8s.Manifest, ...]:
-    """PgBouncer's ConfigMap, Deployment, Service, NetworkPolicy and (with two or more pods) its PDB."""
+    """PgBouncer's ConfigMap, Deployment, Service and (with two or more pods) its PDB; its NetworkPolicy
+    is with the others (network_policy.py)."""
     if not settings.postgres.pooler.enabled:
         return ()
-    text = pgbouncer_ini(settings)
-    digest = content_hash("pgbouncer", text)
-    configmap = f"{POOLER_NAME}-{digest}"
-    replicas = settings.postgres.pooler.replicas
-    objects: list[k8s.Manifest] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": k8s.metadata(settings, configmap, POOLER_COMPONENT),
-            "immutable": True,
-            "data": {"pgbouncer.ini": text},
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": k8s.metadata(settings, POOLER_NAME, POOLER_COMPONENT),
-            "spec": {
-                "replicas": replicas,
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                "selector": {"matchLabels": k8s.selector(settings, POOLER_COMPONENT)},
-                "template": _template(settings, configmap, digest),
+    probe = {"tcpSocket": {"port": "postgres"}, "periodSeconds": 10, "failureThreshold": 3}
+    container = {
+        "name": "pgbouncer",
+        "image": settings.postgres.pooler.image,
+        "command": ["/bin/sh", "-c", AUTH_FILE_SCRIPT],
+        "env": [
+            {"name": "PGUSER", "value": settings.postgres.user},
+            {
+                "name": "PGPASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": settings.secret_name, "key": SECRET_FILES["postgresPassword"]}},
             },
+        ],
+        "ports": [{"name": "postgres", "containerPort": POOLER_PORT, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": POOLER_RESOURCES[0], "memory": POOLER_RESOURCES[1]},
+            "limits": {"cpu": POOLER_RESOURCES[2], "memory": POOLER_RESOURCES[3]},
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": k8s.metadata(settings, POOLER_NAME, POOLER_COMPONENT),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": k8s.selector(settings, POOLER_COMPONENT),
-                "ports": [{"name": "postgres", "port": POOLER_PORT, "targetPort": "postgres", "protocol": "TCP"}],
-            },
-        },
-    ]
-    if replicas >= 2:
-        objects.append(k8s.disruption_budget(settings, POOLER_NAME, POOLER_COMPONENT))
-    return tuple(objects)
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "failureThreshold": 6},
+        "securityContext": k8s.restricted_container(),
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "auth", "mountPath": AUTH_DIR},
+        ],
+    }
+    service = ConfiguredService(
+        name=POOLER_NAME,
+        component=POOLER_COMPONENT,
+        uid=POOLER_UID,
+        replicas=settings.postgres.pooler.replicas,
+        config_file="pgbouncer.ini",
+        config_text=pgbouncer_ini(settings),
+        port_name="postgres",
+        port=POOLER_PORT,
+    )
+    auth = {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+    return configured_service(settings, service, container, [auth])
