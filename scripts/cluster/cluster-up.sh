@@ -306,7 +306,8 @@ EOF
   done
 } >"$STATE/objects.yaml"
 "${KUBECTL[@]}" create -f "$STATE/objects.yaml" >/dev/null
-log "created $NODES fake node(s), StorageClass local-storage (default), $PVS PersistentVolumes of $PV_SIZE"
+"${KUBECTL[@]}" create -f "$SCRIPT_DIR/monitoring-crds.yaml" >/dev/null
+log "created $NODES fake node(s), StorageClass local-storage (default), $PVS PersistentVolumes of $PV_SIZE, monitoring CRDs"
 
 # --- readiness ---------------------------------------------------------------------------------------------
 wait_for "kube-controller-manager /healthz" kube-controller-manager healthz "$KCM_PORT"

@@ -310,6 +310,22 @@ def test_an_hpa_bound_change_rolls_no_synapse_pod(engine: Engine) -> None:
     assert generations(engine, "matrix-staging") == before
 
 
+def test_monitoring_objects_reach_the_api_and_restart_nothing(engine: Engine) -> None:
+    """The Prometheus Operator kinds, against the cluster's own minimal CRDs (scripts/cluster)."""
+    staging = engine.stacks["staging"]
+    before = generations(engine, "matrix-staging")
+    engine.set(staging, "monitoring", {"enabled": True})
+    assert up(engine, staging).summary.result == "succeeded"
+    monitors = json.loads(engine.kubectl("get", "servicemonitors", "-n", "matrix-staging", "-o", "json"))["items"]
+    expected = rendered(engine, "staging")
+    assert sorted(m["metadata"]["name"] for m in monitors) == sorted(
+        name for kind, name in expected if kind == "ServiceMonitor"
+    )
+    rule = engine.get("prometheusrule", "synapse-scaling", "matrix-staging")
+    assert rule["spec"] == expected[("PrometheusRule", "synapse-scaling")]["spec"]
+    assert generations(engine, "matrix-staging") == before
+
+
 def test_promote_for_real(engine: Engine) -> None:
     said: list[str] = []
 
