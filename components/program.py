@@ -1,4 +1,4 @@
-"""The Pulumi program: stack config → settings → plan → components → stack outputs."""
+"""The Pulumi program: stack config → settings → plan → guards (on what is deployed) → components → outputs."""
 
 from __future__ import annotations
 
