@@ -28,7 +28,7 @@ lint: $(VENV)/.dev-deps
 	$(VENV)/bin/mypy
 
 # The real engine and a local Kubernetes API, built from Go modules into .tools/bin (ignored), cached per
-# version in ~/.cache/synapse-workers-tools: cold, about 25 minutes on two cores; warm, seconds.
+# version in ~/.cache/synapse-workers-tools: cold, about 18 minutes on two cores; warm, seconds.
 engine:
 	bash scripts/engine/build-engine.sh
 
