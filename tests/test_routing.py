@@ -8,6 +8,7 @@ live run against stand-in backends to see stickiness and first-match order as HA
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import re
@@ -23,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from synapse.handlers.auth import AuthHandler
+from synapse.types import UserID
 
 from synapse_workers.kube.haproxy import HEALTH_PATH, haproxy_config, template_slots
 from synapse_workers.model.worker_classes import BY_NAME
@@ -242,6 +245,18 @@ def _free_port(host: str) -> int:
 
 @pytest.fixture
 def live_router(plan: Plan) -> Iterator[str]:
+    with _live_router(plan) as base:
+        yield base
+
+
+@pytest.fixture
+def live_federated_router(federated_plan: Plan) -> Iterator[str]:
+    with _live_router(federated_plan) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def _live_router(plan: Plan) -> Iterator[str]:
     """HAProxy with this plan's routing, four synchrotrons, three generic workers, two receipts writers."""
     haproxy = _haproxy()
     assert haproxy is not None
@@ -289,11 +304,20 @@ def live_router(plan: Plan) -> Iterator[str]:
                 httpd.server_close()
 
 
-def _served_by(base: str, method: str, path: str, token: str | None = None, query_token: bool = False) -> str:
+def _served_by(
+    base: str,
+    method: str,
+    path: str,
+    token: str | None = None,
+    query_token: bool = False,
+    authorization: str | None = None,
+) -> str:
     url = base + path + (f"?access_token={token}" if query_token and token else "")
     request = urllib.request.Request(url, method=method, data=b"{}" if method != "GET" else None)
     if token and not query_token:
         request.add_header("Authorization", f"Bearer {token}")
+    if authorization:
+        request.add_header("Authorization", authorization)
     with urllib.request.urlopen(request, timeout=5) as response:
         return str(response.read().decode())
 
@@ -306,11 +330,49 @@ def test_haproxy_routes_like_the_table(live_router: str, plan: Plan) -> None:
         assert expected == route_request(plan, method, path)
 
 
+def synapse_token(localpart: str) -> str:
+    """An access token as the installed Synapse makes one (`syt_<base64 localpart>_<random>_<crc>`)."""
+    return str(AuthHandler.generate_access_token(None, UserID(localpart, "example.org")))  # type: ignore[arg-type]
+
+
+def test_sync_sticks_to_one_synchrotron_per_user(live_router: str) -> None:
+    """Three logins of one user (three tokens Synapse made) land on one synchrotron, whose caches hold
+    that user's state; different users spread."""
+    chosen = set()
+    for user in range(12):
+        tokens = [synapse_token(f"user{user}") for _ in range(3)]
+        assert len(set(tokens)) == 3
+        served = {_served_by(live_router, "GET", "/_matrix/client/v3/sync", token) for token in tokens}
+        assert len(served) == 1, (user, served)
+        chosen |= served
+    assert len(chosen) > 1, "12 users all hashed onto one synchrotron"
+
+
+def test_inbound_federation_hashes_on_the_origin_server(live_federated_router: str) -> None:
+    """Behind an Ingress every transaction comes from the Ingress pods: the origin in the X-Matrix header,
+    not the TCP source, decides the generic worker, so one remote server's transactions stay together."""
+    chosen = set()
+    for server in range(12):
+        served = {
+            _served_by(
+                live_federated_router,
+                "PUT",
+                f"/_matrix/federation/v1/send/txn{n}",
+                authorization=f'X-Matrix origin="remote{server}.example",destination="example.org",'
+                f'key="ed25519:a{n}",sig="sig{n}"',
+            )
+            for n in range(4)
+        }
+        assert len(served) == 1, (server, served)
+        chosen |= served
+    assert len(chosen) > 1, "12 origins all hashed onto one generic worker"
+
+
 def test_sync_sticks_to_one_synchrotron_per_token(live_router: str) -> None:
     """Header or query parameter, the same token lands on the same synchrotron; many tokens spread."""
     chosen = set()
     for user in range(24):
-        token = f"syt_dXNlcg_{user}secret_check"
+        token = synapse_token(f"someone{user}")
         by_header = {_served_by(live_router, "GET", "/_matrix/client/v3/sync", token) for _ in range(4)}
         by_query = {
             _served_by(live_router, "GET", "/_matrix/client/v3/sync", token, query_token=True) for _ in range(4)

@@ -148,11 +148,19 @@ def haproxy_config(
         "",
         "frontend matrix",
         f"    bind {bind}:{ROUTER_PORT}",
-        "    # Balance keys: the access token (Authorization without its scheme, else the access_token query",
-        "    # parameter, so both forms of one token hash alike), and the room id in the path.",
+        "    # Balance keys: the user, the room id in the path, the origin server of federation requests.",
+        "    # The user is the access token (Authorization without its scheme, else the access_token query",
+        "    # parameter), cut to its user part where Synapse wrote one (syt_<base64 localpart>_<random>_<crc>),",
+        "    # so every login of one user hashes alike; other tokens hash whole.",
         "    http-request set-var(txn.user_key) req.hdr(Authorization),regsub(^[^[:space:]]+[[:space:]]+,)",
         "    http-request set-var(txn.user_key) url_param(access_token) if !{ req.hdr(Authorization) -m found }",
+        "    http-request set-var(txn.user_key) var(txn.user_key),field(2,_) if { var(txn.user_key) -m beg syt_ }",
         "    http-request set-var(txn.room_key) path,regsub(^.*?/rooms/,),field(1,/)",
+        "    # The origin server: the origin= parameter of an X-Matrix Authorization, read from the whole header",
+        "    # (fhdr: its commas are not list separators), without quotes (no capture groups: HAProxy 2.6 and",
+        "    # its converter arguments take no parentheses or quotes).",
+        "    http-request set-var(txn.origin_key) req.fhdr(Authorization),regsub(^.*origin=,),"
+        "regsub(^[^-A-Za-z0-9.:_]+,),regsub([^-A-Za-z0-9.:_].*,) if { req.fhdr(Authorization) -m beg X-Matrix }",
     ]
     if not plan.settings.federation.enabled:
         out.append("    # Federation is disabled: no process serves these paths.")
@@ -164,7 +172,7 @@ def haproxy_config(
             out.append(f"    acl meth_{_acl_name(i, route)} method {' '.join(route.methods)}")
     # The hash key of the first matching route must win: written in reverse, the last rule applied is it.
     out.append("    http-request set-var(txn.lb_key) var(txn.user_key)")
-    key_source = {"user": "var(txn.user_key)", "room": "var(txn.room_key)", "source": "src"}
+    key_source = {"user": "var(txn.user_key)", "room": "var(txn.room_key)", "origin": "var(txn.origin_key)"}
     for i, route in reversed(list(enumerate(routes))):
         if route.target in HASHED_CLASSES:
             out.append(f"    http-request set-var(txn.lb_key) {key_source[route.key]} if {_condition(i, route)}")

@@ -42,13 +42,15 @@ class Routed(Protocol):
     def topology(self) -> Topology: ...
 
 
-BalanceKey = Literal["user", "room", "source"]
+BalanceKey = Literal["user", "room", "origin"]
 """What a request is hashed on when its class runs several pods:
 `user`: the access token (Authorization header, else the `access_token` query parameter), so one user's
 `/sync` stays on one synchrotron, whose caches hold that user's state (Synapse's docs);
 `room`: the room id in the path, so one room's pagination and writes stay on one process (the docs say
 pagination must, and event sending may, be balanced by room);
-`source`: the client address, for inbound federation transactions (the docs: by source IP)."""
+`origin`: the origin server in a federation request's X-Matrix Authorization, for inbound transactions:
+behind an Ingress the TCP source is the Ingress pod, so the docs' "by source IP" would pile every
+remote server onto as few workers as there are Ingress pods."""
 
 _V = "(api/v1|r0|v3|unstable)"
 _V3 = "(r0|v3|unstable)"
@@ -211,8 +213,8 @@ ROUTES: tuple[Route, ...] = (
     ),
     *_federation(
         "generic-worker",
-        "source",
-        "inbound federation transactions, by source address (docs/workers.md)",
+        "origin",
+        "inbound federation transactions, by origin server (docs/workers.md says source IP; see BalanceKey)",
         "^/_matrix/federation/v1/send/",
     ),
     *_federation(
