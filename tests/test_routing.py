@@ -396,3 +396,16 @@ def test_room_writes_stick_to_one_worker_per_room(live_router: str) -> None:
         chosen |= served
     assert len(chosen) > 1
     assert all(s.startswith("generic-worker/") for s in chosen)
+
+
+def test_ingress_takes_the_server_name_host_when_federation_is_on() -> None:
+    """Delegation answers <serverName>:443, so the Ingress must take that host as well as the public one."""
+    tls = {"host": "matrix.example.org", "tlsSecret": "matrix-tls"}
+    plan = build_plan(settings_for(serverName="example.org", router=tls, federation={"enabled": True, "servers": 5}))
+    ingress = next(m for m in plan.router_manifests if m["kind"] == "Ingress")
+    assert [r["host"] for r in ingress["spec"]["rules"]] == ["matrix.example.org", "example.org"]
+    assert ingress["spec"]["tls"] == [{"hosts": ["matrix.example.org", "example.org"], "secretName": "matrix-tls"}]
+    closed = build_plan(settings_for(serverName="example.org", router=tls))
+    assert [r["host"] for r in next(m for m in closed.router_manifests if m["kind"] == "Ingress")["spec"]["rules"]] == [
+        "matrix.example.org"
+    ]

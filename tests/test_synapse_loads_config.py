@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ import yaml
 from signedjson.key import generate_signing_key, write_signing_keys
 from synapse.config import ConfigError
 from synapse.config.homeserver import HomeServerConfig
+from synapse.rest.well_known import ServerWellKnownResource
 
 from synapse_workers.cli.render import Rendered, render_stack
 from synapse_workers.model.settings import SECRET_FILES, Settings, load_settings
@@ -29,6 +31,7 @@ from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
 from synapse_workers.model.worker_classes import WORKER_CLASSES
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.config_files import MEDIA_DIR, SECRETS_DIR, WORKER_APP
+from synapse_workers.synapse.routing import route_request
 from synapse_workers.synapse.topology import MAIN_POD, MAIN_WORKLOAD
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -358,6 +361,34 @@ def test_federation_senders(loaded: Loaded) -> None:
             assert {names[f] for f, c in loaded.configs.items() if c.worker.send_federation} == set(senders)
     else:
         assert senders == []
+
+
+def test_federation_is_reachable_through_the_ingress(loaded: Loaded) -> None:
+    """With federation on, remote servers ask https://<serverName>/.well-known/matrix/server: the Ingress
+    must take that host, the router must send the path to main, and main (as Synapse loads its config)
+    must answer it with the delegation to port 443 the Ingress serves. With it off, main answers nothing."""
+    settings, plan = loaded.r.settings, loaded.r.plan
+    main = loaded.configs[f"{MAIN_POD}.yaml"]
+    server_host = settings.server_name.split(":", 1)[0]
+    ingress = next(m for m in plan.router_manifests if m["kind"] == "Ingress")
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    assert route_request(plan, "GET", "/.well-known/matrix/server") == "main"
+    answer = ServerWellKnownResource(SimpleNamespace(config=main)).render_GET(_Request())  # type: ignore[arg-type]
+    if settings.federation.enabled:
+        assert server_host in hosts
+        assert json.loads(answer) == {"m.server": f"{server_host}:443"}
+    else:
+        assert answer.startswith(b"404.")
+
+
+class _Request:
+    """Just what Synapse's well-known resource calls on a request."""
+
+    def setResponseCode(self, code: int) -> None:  # noqa: N802 (Twisted's name)
+        self.code = code
+
+    def setHeader(self, name: bytes, value: bytes) -> None:  # noqa: N802 (Twisted's name)
+        pass
 
 
 def test_secrets_are_read_from_mounted_files(loaded: Loaded) -> None:

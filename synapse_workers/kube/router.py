@@ -75,28 +75,29 @@ def router_manifests(settings: Settings, config_text: str) -> tuple[k8s.Manifest
     return (configmap, deployment, svc, ingress(settings), *budget)
 
 
+def ingress_hosts(settings: Settings) -> list[str]:
+    """The public host; with federation on, the server name's host too: remote servers ask it for
+    /.well-known/matrix/server and are sent to its port 443, which is this Ingress."""
+    server_host = settings.server_name.split(":", 1)[0]
+    hosts = [settings.router.host or server_host]
+    if settings.federation.enabled and server_host not in hosts:
+        hosts.append(server_host)
+    return hosts
+
+
 def ingress(settings: Settings) -> k8s.Manifest:
-    host = settings.router.host or settings.server_name.split(":", 1)[0]
+    hosts = ingress_hosts(settings)
+    backend = {"service": {"name": ROUTER_NAME, "port": {"name": "http"}}}
     spec: dict[str, Any] = {
         "rules": [
-            {
-                "host": host,
-                "http": {
-                    "paths": [
-                        {
-                            "path": "/",
-                            "pathType": "Prefix",
-                            "backend": {"service": {"name": ROUTER_NAME, "port": {"name": "http"}}},
-                        }
-                    ]
-                },
-            }
+            {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+            for host in hosts
         ]
     }
     if settings.router.ingress_class_name is not None:
         spec["ingressClassName"] = settings.router.ingress_class_name
     if settings.router.tls_secret is not None:
-        spec["tls"] = [{"hosts": [host], "secretName": settings.router.tls_secret}]
+        spec["tls"] = [{"hosts": hosts, "secretName": settings.router.tls_secret}]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",

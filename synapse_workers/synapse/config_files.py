@@ -108,12 +108,17 @@ def _listeners(client_resources: list[str], replication: bool) -> list[dict[str,
 def main_config(settings: Settings) -> dict[str, Any]:
     """Main: the client and (when enabled) federation APIs nobody else serves, and replication."""
     resources = ["client", "federation"] if settings.federation.enabled else ["client"]
-    return {
+    config: dict[str, Any] = {
         "database": database_config(settings, None),
         "listeners": _listeners(resources, replication=True),
         # Dedicated media workers always exist (HA floor 2), so main never serves media.
         "enable_media_repo": False,
     }
+    if settings.federation.enabled:
+        # Remote servers find us at https://<server_name>/.well-known/matrix/server, which main answers
+        # with <server_name>:443: the Ingress's port, so no 8448 listener is needed.
+        config["serve_server_wellknown"] = True
+    return config
 
 
 def class_config(settings: Settings, spec: WorkerClass) -> dict[str, Any]:

@@ -475,6 +475,9 @@ def test_client_through_router_then_topology_change(
     bob_account = register(base, secret, "bob")
 
     before = asyncio.run(full_exchange(base, alice_account, bob_account))
+    # Federation is on: main answers the delegation remote servers ask for, through the router.
+    well_known = requests.get(f"{base}/.well-known/matrix/server", timeout=10)
+    assert well_known.status_code == 200 and well_known.json() == {"m.server": f"{SERVER_NAME}:443"}
     check_served_by_documented_class(processes, hs)
     check_writers_in_database(postgres, hs, before["room_id"])
     addresses = re.findall(r"^ +server \S+ (\S+)", hs.router, re.MULTILINE)
