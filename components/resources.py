@@ -17,6 +17,15 @@ from synapse_workers.kube.workload import Workload
 from synapse_workers.plan import Plan
 
 
+class Component(pulumi.ComponentResource):
+    """Our components keep the logical name they were given, so what depends on what can be read back
+    (the SDK keeps it only in private fields)."""
+
+    def __init__(self, token: str, name: str, opts: pulumi.ResourceOptions | None) -> None:
+        super().__init__(token, name, None, opts)
+        self.logical_name = name
+
+
 @dataclass(frozen=True)
 class ConfigArgs:
     plan: Plan
@@ -24,11 +33,11 @@ class ConfigArgs:
     """Secret file name → value, for the managed Secret; empty with synapse:existingSecret."""
 
 
-class SynapseConfig(pulumi.ComponentResource):
+class SynapseConfig(Component):
     """Everything the processes read: namespace, secrets, the content-addressed ConfigMaps, media claim."""
 
     def __init__(self, name: str, args: ConfigArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("synapse:config:SynapseConfig", name, None, opts)
+        super().__init__("synapse:config:SynapseConfig", name, opts)
         plan = args.plan
         after: list[pulumi.Resource] = []
         self.resources: list[pulumi.CustomResource] = []
@@ -63,7 +72,7 @@ def _depends_on(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
     return [d for d in opts.depends_on if isinstance(d, pulumi.Resource)]
 
 
-class ConfigCheck(pulumi.ComponentResource):
+class ConfigCheck(Component):
     """The check-config Job; workloads depend on it, and pulumi-kubernetes waits for Jobs to complete."""
 
     def __init__(
@@ -76,7 +85,7 @@ class ConfigCheck(pulumi.ComponentResource):
         """`secret_version`: the managed Secret's resourceVersion. The Job is named after the config it
         checks, so a secret fixed after a failed check would meet the same failed Job again; a new Secret
         replaces the Job (delete first: the name is the same) and the check runs again."""
-        super().__init__("synapse:config:ConfigCheck", name, None, opts)
+        super().__init__("synapse:config:ConfigCheck", name, opts)
         job = plan.config_check()
         after = _depends_on(opts)
         job_opts = pulumi.ResourceOptions(
@@ -89,14 +98,14 @@ class ConfigCheck(pulumi.ComponentResource):
         self.register_outputs({"job": job["metadata"]["name"]})
 
 
-class _ConfiguredService(pulumi.ComponentResource):
+class _ConfiguredService(Component):
     """A Deployment with its content-addressed ConfigMap and the objects around it. The ConfigMap keeps
     one logical name, so new content shows as a replacement of the same resource."""
 
     def __init__(
         self, token: str, name: str, manifests: Sequence[Manifest], opts: pulumi.ResourceOptions | None
     ) -> None:
-        super().__init__(token, name, None, opts)
+        super().__init__(token, name, opts)
         after = _depends_on(opts)
         self.resources = []
         for manifest in manifests:
@@ -120,11 +129,11 @@ class Pooler(_ConfiguredService):
         super().__init__("synapse:database:Pooler", name, plan.pooler_manifests, opts)
 
 
-class Monitoring(pulumi.ComponentResource):
+class Monitoring(Component):
     """ServiceMonitors and the PrometheusRule; only with synapse:monitoring.enabled (they need the CRDs)."""
 
     def __init__(self, name: str, manifests: Sequence[Manifest], opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("synapse:monitoring:Monitoring", name, None, opts)
+        super().__init__("synapse:monitoring:Monitoring", name, opts)
         self.resources = [kube.create(m["metadata"]["name"], m, pulumi.ResourceOptions(parent=self)) for m in manifests]
         self.register_outputs({"objects": [m["metadata"]["name"] for m in manifests]})
 
@@ -137,13 +146,13 @@ class WorkloadArgs:
     """Added to the workload object's own metadata (never its pod template: they restart nothing)."""
 
 
-class _SynapseWorkload(pulumi.ComponentResource):
+class _SynapseWorkload(Component):
     """A workload (StatefulSet or Deployment), its Service and, for autoscaled classes, its HPA."""
 
     TYPE = ""
 
     def __init__(self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(self.TYPE, name, None, opts)
+        super().__init__(self.TYPE, name, opts)
         workload = args.workload
         rules = workload.rules
         after = list(args.depends_on)

@@ -8,6 +8,7 @@ import pulumi
 import pytest
 
 from components import registration as kube
+from components.resources import Component
 from synapse_workers.cli.mock_runtime import run_program
 from tests.conftest import base_values
 
@@ -35,7 +36,8 @@ def options() -> dict[tuple[str, str], pulumi.ResourceOptions]:
 def _depends_on_names(opts: pulumi.ResourceOptions) -> set[str]:
     deps = opts.depends_on
     assert isinstance(deps, list)
-    return {d._name for d in deps if isinstance(d, pulumi.Resource)}
+    assert all(isinstance(d, Component) for d in deps), deps
+    return {d.logical_name for d in deps if isinstance(d, Component)}
 
 
 def test_hash_sharded_sets_are_replaced_delete_first_on_membership(options: dict[Any, pulumi.ResourceOptions]) -> None:

@@ -13,6 +13,7 @@ routing rule is the generated one. Select alone with `-m e2e`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -44,7 +45,7 @@ from nio import (
     TypingNoticeEvent,
     UploadResponse,
 )
-from synapse.config._base import RoutableShardedWorkerHandlingConfig
+from synapse.config.homeserver import HomeServerConfig
 
 from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.kube.pooler import AUTH_DIR, AUTH_FILE_SCRIPT, CONFIG_DIR, pgbouncer_ini
@@ -426,10 +427,19 @@ def db_query(pg: Postgres, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+@functools.cache
+def _worker_config(config_path: str, text: str) -> Any:
+    """Main's config as Synapse loads it (cached per content: a topology change rewrites the file); its
+    `worker` section carries Synapse's own event sharding."""
+    return HomeServerConfig.load_config("e2e", ["-c", config_path]).worker
+
+
 def expected_persister(hs: Homeserver, room_id: str) -> str:
-    """The persister Synapse itself shards this room to (its own algorithm, over the plan's list)."""
-    persisters = hs.plan.topology.stream_writers["events"]
-    return str(RoutableShardedWorkerHandlingConfig(list(persisters)).get_instance(room_id))
+    """The persister Synapse itself shards this room to: its own algorithm over the list main loaded."""
+    path = hs.procs[MAIN][2]
+    worker = _worker_config(str(path), path.read_text())
+    assert list(worker.writers.events) == list(hs.plan.topology.stream_writers["events"])
+    return str(worker.events_shard_config.get_instance(room_id))
 
 
 def check_writers_in_database(pg: Postgres, hs: Homeserver, room_id: str, receipts_sent: bool = True) -> None:
