@@ -52,42 +52,18 @@ def _environment(scratch: Path) -> None:
     (scratch / "home").mkdir(exist_ok=True)
 
 
-def _stack_config(ccu: int) -> dict[str, Any]:
-    """Prod at `ccu`, without the guards (they read other stacks) and with managed test secrets."""
-    import yaml  # noqa: PLC0415
+def _stack(name: str, work: Path, program: Callable[[], None], ccu: int, render_to: Path | None) -> Any:
+    """Prod at `ccu`, without the guards (they read other stacks), with the engine tests' secrets."""
+    from tests.engine.conftest import scratch_stack, shipped_config  # noqa: PLC0415
 
-    from tests.engine.conftest import TEST_SECRETS  # noqa: PLC0415
-
-    config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
-    for key in ("synapse:existingSecret", "synapse:stagingGate", "synapse:requireMaintenanceWindow"):
+    config = shipped_config("prod")
+    for key in ("synapse:stagingGate", "synapse:requireMaintenanceWindow"):
         config.pop(key)
     config["synapse:ccu"] = str(ccu)
     config["synapse:postgres"]["pooler"]["maxClientConnections"] = 100000
-    return {"config": config, "secrets": TEST_SECRETS}
-
-
-def _stack(name: str, work: Path, program: Callable[[], None], ccu: int, render_to: Path | None) -> Any:
-    import yaml  # noqa: PLC0415
-    from pulumi import automation  # noqa: PLC0415
-
-    from tests.engine.conftest import signing_key  # noqa: PLC0415
-
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
-    wanted = _stack_config(ccu)
-    config = wanted["config"]
     if render_to is not None:
         config["kubernetes:renderYamlToDirectory"] = str(render_to)
-    (work / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=True))
-    stack = automation.create_or_select_stack(
-        stack_name=name,
-        project_name="synapse-workers",
-        program=program,
-        opts=automation.LocalWorkspaceOptions(work_dir=str(work)),
-    )
-    for key, value in {**wanted["secrets"], "signingKey": signing_key()}.items():
-        stack.set_config(f"synapse:{key}", automation.ConfigValue(value, secret=True))
-    return stack
+    return scratch_stack(name, work, config, program)
 
 
 def measure_preview(kind: str, ccu: int) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class AutomationStates:
                 handle = automation.Stack.select(stack, workspace)
                 state = handle.export_stack().deployment or {}
                 history = handle.history(page_size=1) if with_history else []
-            except automation.errors.CommandError as error:
+            except automation.CommandError as error:
                 text = str(error)
                 if "no stack named" in text or "not found" in text:
                     raise GuardError(f"stack '{stack}' does not exist in this backend") from None

@@ -74,7 +74,7 @@ class Budget:
     @property
     def client_connections(self) -> Span:
         """Connections Synapse's processes open (to PostgreSQL, or to PgBouncer when pooled)."""
-        return client_connections(self.synapse_connections)
+        return sum((c.connections for c in self.synapse_connections), ZERO)
 
     @property
     def postgres_connections(self) -> Span:
@@ -130,20 +130,6 @@ def _per_pod(workload: Manifest, field: str, resource: str) -> Decimal:
     return sum((quantity(c["resources"][field][resource]) for c in containers), Decimal(0))
 
 
-def class_connections(settings: Settings, workloads: Sequence[Workload]) -> tuple[ClassConnections, ...]:
-    return tuple(
-        ClassConnections(w.part, settings.db_pool(w.spec.name if w.spec else None).cp_max, pods(w.manifests))
-        for w in workloads
-    )
-
-
-def client_connections(classes: Sequence[ClassConnections]) -> Span:
-    total = ZERO
-    for entry in classes:
-        total = total + entry.connections
-    return total
-
-
 def compute_budget(
     settings: Settings, workloads: Sequence[Workload], router: Sequence[Manifest], pooler: Sequence[Manifest]
 ) -> Budget:
@@ -156,7 +142,10 @@ def compute_budget(
                 key = (field, resource)
                 spans[key] = spans.get(key, ZERO) + count.times(_per_pod(_workload(objects), field, resource))
     return Budget(
-        synapse_connections=class_connections(settings, workloads),
+        synapse_connections=tuple(
+            ClassConnections(w.part, settings.db_pool(w.spec.name if w.spec else None).cp_max, pods(w.manifests))
+            for w in workloads
+        ),
         pooler_pods=pods(pooler) if pooler else None,
         pool_size=settings.postgres.pooler.pool_size,
         postgres_limit=settings.postgres.max_connections - settings.postgres.reserved_connections,

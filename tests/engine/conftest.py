@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,35 @@ def signing_key() -> str:
     return f"ed25519 a_engine {encode_signing_key_base64(key)}\n"
 
 
+def shipped_config(name: str) -> dict[str, Any]:
+    """The `config:` of the project's Pulumi.<name>.yaml, less synapse:existingSecret (the scratch stacks
+    manage their secrets)."""
+    config: dict[str, Any] = yaml.safe_load((PROJECT_DIR / f"Pulumi.{name}.yaml").read_text())["config"]
+    config.pop("synapse:existingSecret", None)
+    return config
+
+
+def scratch_stack(
+    name: str, work: Path, config: dict[str, Any], program: Callable[[], None] = program_run
+) -> automation.Stack:
+    """A stack of this project in the folder `work`, running `program` inline with `config` as its stack
+    file and the test secrets as Pulumi secrets, through the CLI built in .tools/bin."""
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", work / "Pulumi.yaml")
+    (work / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=True))
+    stack = automation.create_or_select_stack(
+        stack_name=name,
+        project_name="synapse-workers",
+        program=program,
+        opts=automation.LocalWorkspaceOptions(
+            work_dir=str(work), pulumi_command=automation.PulumiCommand(root=str(TOOLS))
+        ),
+    )
+    for key, value in {**TEST_SECRETS, "signingKey": signing_key()}.items():
+        stack.set_config(f"synapse:{key}", automation.ConfigValue(value, secret=True))
+    return stack
+
+
 @dataclass
 class Engine:
     backend: Path
@@ -72,27 +101,12 @@ class Engine:
         return self.projects / stack
 
     def stack(self, name: str, overrides: dict[str, Any] | None = None) -> automation.Stack:
-        """Create the stack from the project's Pulumi.<name>.yaml, with managed secrets instead of
-        synapse:existingSecret and `overrides` (keys without the namespace) on top."""
-        work = self.project_for(name)
-        work.mkdir(parents=True, exist_ok=True)
-        shutil.copy(PROJECT_DIR / "Pulumi.yaml", work / "Pulumi.yaml")
-        document = yaml.safe_load((PROJECT_DIR / f"Pulumi.{name}.yaml").read_text())
-        config = document["config"]
-        config.pop("synapse:existingSecret", None)
+        """Create the stack from the project's Pulumi.<name>.yaml, with `overrides` (keys without the
+        namespace) on top."""
+        config = shipped_config(name)
         for key, value in (overrides or {}).items():
             config[f"synapse:{key}"] = value
-        (work / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=True))
-        stack = automation.create_or_select_stack(
-            stack_name=name,
-            project_name="synapse-workers",
-            program=program_run,
-            opts=automation.LocalWorkspaceOptions(
-                work_dir=str(work), pulumi_command=automation.PulumiCommand(root=str(TOOLS))
-            ),
-        )
-        for key, value in {**TEST_SECRETS, "signingKey": signing_key()}.items():
-            stack.set_config(f"synapse:{key}", automation.ConfigValue(value, secret=True))
+        stack = scratch_stack(name, self.project_for(name), config)
         self.stacks[name] = stack
         return stack
 
