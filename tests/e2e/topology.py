@@ -1,0 +1,240 @@
+"""The e2e homeserver as plain code: the plan's configs moved onto loopback, and its processes started.
+
+Shared by every e2e module (each starts its own homeserver through the `homeserver` fixture), so a
+module that measures the homeserver (Prometheus, `recommend`) runs the same topology the client checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import requests
+import yaml
+
+from synapse_workers.kube.haproxy import haproxy_config
+from synapse_workers.kube.pooler import AUTH_DIR, AUTH_FILE_SCRIPT, CONFIG_DIR, pgbouncer_ini
+from synapse_workers.model.settings import SECRET_FILES
+from synapse_workers.plan import Plan, build_plan
+from synapse_workers.synapse.topology import CLIENT_PORT, POOLER_PORT
+from tests.conftest import settings_for
+from tests.e2e.services import MAX_CONNECTIONS, Loopback, Postgres, Processes, wait_http
+
+SERVER_NAME = "e2e.example.org"
+MAIN = "synapse-main-0"
+TEST_ONLY: dict[str, Any] = {
+    # SYNAPSE-FACTS, "for tests only": no crawling background updates, no 429s for a scripted client.
+    "background_updates": {"sleep_enabled": False},
+    "rc_message": {"per_second": 1000, "burst_count": 1000},
+    "rc_room_creation": {"per_second": 1000, "burst_count": 1000},
+    "rc_joins": {"local": {"per_second": 1000, "burst_count": 1000}},
+    "rc_login": {"address": {"per_second": 1000, "burst_count": 1000}},
+    "rc_registration": {"per_second": 1000, "burst_count": 1000},
+    "rc_presence": {"per_user": {"per_second": 1000, "burst_count": 1000}},
+    # Nothing here may leave loopback: no key servers, no remote homeservers.
+    "trusted_key_servers": [],
+    "suppress_key_server_warning": True,
+    "federation_domain_whitelist": [SERVER_NAME],
+}
+
+
+POOLER = {"enabled": True, "replicas": 1, "poolSize": 15}
+"""One PgBouncer (two during its rollout) x 15 = 30 server connections: max_connections 40 less 10 reserved."""
+
+
+def topology_settings(loopback: Loopback, persisters: int, pooler: dict[str, Any] = POOLER) -> Plan:
+    """At least one of every class (federation on, so federation senders exist), two receipts writers,
+    behind PgBouncer, on a PostgreSQL whose max_connections the unpooled pools would exceed."""
+    return build_plan(
+        settings_for(
+            ccu=100,
+            serverName=SERVER_NAME,
+            postgres={"host": loopback.services, "port": 5432, "maxConnections": MAX_CONNECTIONS, "pooler": pooler},
+            redis={"host": loopback.services, "port": 6379},
+            federation={"enabled": True, "servers": 1},
+            workers={"event-persister": {"replicas": persisters}, "receipts-writer": {"replicas": 2}},
+        )
+    )
+
+
+@dataclass
+class Homeserver:
+    """The running processes of one plan: process name -> (class, loopback address, config file)."""
+
+    plan: Plan
+    procs: dict[str, tuple[str, str, Path]]
+    router: str
+
+    def names_of(self, class_name: str) -> list[str]:
+        return sorted(n for n, (c, _, _) in self.procs.items() if c == class_name)
+
+
+def localise(text: str, name: str, loopback: Loopback, root: Path) -> dict[str, Any]:
+    """One process's merged config, moved onto loopback: each pod its own 127.A.B.N, ports kept."""
+    config: dict[str, Any] = yaml.safe_load(text)
+    for instance, entry in config.get("instance_map", {}).items():
+        entry["host"] = loopback.of(MAIN if instance == "main" else instance)
+    for key in ("listeners", "worker_listeners"):
+        for listener in config.get(key, []):
+            listener["bind_addresses"] = [loopback.of(name)]
+    for key, value in list(config.items()):
+        if key.endswith("_path") and isinstance(value, str) and value.startswith("/secrets/"):
+            config[key] = str(root / "secrets" / Path(value).name)
+    config["database"]["args"]["host"] = loopback.services  # PgBouncer's Service name, in a cluster
+    config["media_store_path"] = str(root / "media")
+    config["public_baseurl"] = f"http://{loopback.services}:{CLIENT_PORT}/"
+    config.update(TEST_ONLY)
+    return config
+
+
+def write_configs(plan: Plan, loopback: Loopback, root: Path) -> dict[str, tuple[str, str, Path]]:
+    procs: dict[str, tuple[str, str, Path]] = {}
+    for workload in plan.workloads:
+        for file_name, text in workload.process_configs():
+            name = file_name.removesuffix(".yaml")
+            path = root / "config" / file_name
+            path.write_text(yaml.safe_dump(localise(text, name, loopback, root), sort_keys=True))
+            procs[name] = (workload.part, loopback.of(name), path)
+    return procs
+
+
+def start_synapse(hs_procs: dict[str, tuple[str, str, Path]], processes: Processes, password: str) -> None:
+    """Main first (it creates the schema), then every worker at once; the password as the pods get it."""
+    python = sys.executable
+    env = {**os.environ, "PGPASSWORD": password}
+    _, address, config = hs_procs[MAIN]
+    main = processes.start(MAIN, [python, "-m", "synapse.app.homeserver", "-c", str(config)], env)
+    wait_http(f"http://{address}:{CLIENT_PORT}/health", 120, main)
+    workers = {n: v for n, v in hs_procs.items() if n != MAIN}
+    started = {
+        n: processes.start(n, [python, "-m", "synapse.app.generic_worker", "-c", str(c)], env)
+        for n, (_, _, c) in workers.items()
+    }
+    for name, (_, address, _) in workers.items():
+        try:
+            wait_http(f"http://{address}:{CLIENT_PORT}/health", 180, started[name])
+        except (RuntimeError, TimeoutError) as error:
+            raise AssertionError(f"{name} did not start:\n{processes.log(name)[-3000:]}") from error
+
+
+def start_router(
+    plan: Plan, hs_procs: dict[str, tuple[str, str, Path]], loopback: Loopback, root: Path, processes: Processes
+) -> str:
+    servers: dict[str, list[str]] = {}
+    for _, (class_name, address, _) in sorted(hs_procs.items()):
+        servers.setdefault(class_name, []).append(f"{address}:{CLIENT_PORT}")
+    text = haproxy_config(plan, bind=loopback.services, servers=servers)
+    path = root / "haproxy.cfg"
+    path.write_text(text)
+    haproxy = shutil.which("haproxy")
+    assert haproxy is not None
+    check = subprocess.run([haproxy, "-c", "-f", str(path)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    proc = processes.start("haproxy", [haproxy, "-db", "-f", str(path)])
+    wait_http(f"http://{loopback.services}:8404/healthz", 20, proc)
+    return text
+
+
+def start_pgbouncer(plan: Plan, pg: Postgres, loopback: Loopback, processes: Processes) -> None:
+    """The plan's pgbouncer.ini and the pod's own start script, with paths moved out of /etc and /run."""
+    root = Path(tempfile.mkdtemp(prefix="e2e-pgbouncer-"))
+    ini = pgbouncer_ini(
+        plan.settings, listen=loopback.services, auth_file=str(root / "userlist.txt"), server=(pg.host, pg.port)
+    )
+    (root / "pgbouncer.ini").write_text(ini)
+    script = AUTH_FILE_SCRIPT.replace(AUTH_DIR, str(root)).replace(CONFIG_DIR, str(root))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    env = {**os.environ, "PGUSER": plan.settings.postgres.user, "PGPASSWORD": pg.password}
+    proc = processes.start("pgbouncer", [*as_user, "/bin/sh", "-c", script], env)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            psycopg2.connect(
+                host=loopback.services, port=POOLER_PORT, user="synapse", password=pg.password, dbname="synapse"
+            ).close()
+            return
+        except psycopg2.OperationalError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("pgbouncer did not start:\n" + processes.log("pgbouncer")) from None
+            time.sleep(0.2)
+
+
+ROUTER_PROBES = (
+    ("GET", "/_matrix/client/v3/sync?timeout=0"),
+    ("GET", "/_matrix/client/versions"),
+    ("GET", "/_matrix/client/v3/rooms/!probe:e2e.example.org/typing/@probe:e2e.example.org"),
+    ("GET", "/_matrix/client/v3/sendToDevice/m.probe/1"),
+    ("GET", "/_matrix/client/v3/rooms/!probe:e2e.example.org/receipt/m.read/$probe"),
+    ("GET", "/_matrix/client/v3/presence/@probe:e2e.example.org/status"),
+    ("GET", "/_matrix/client/v1/media/config"),
+    ("GET", "/_matrix/client/v3/account/whoami"),
+)
+
+
+def wait_router(base: str, token: str, timeout: float = 60) -> None:
+    """After a restart, HAProxy marks servers up only after `rise` good health checks: until every
+    backend answers (anything but the router's own 5xx) twice in a row, a client would see 503s."""
+    session = requests.Session()
+    session.trust_env = False
+    deadline, good_rounds = time.monotonic() + timeout, 0
+    while good_rounds < 2:
+        statuses = [
+            session.request(m, base + p, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code
+            for m, p in ROUTER_PROBES
+        ]
+        good_rounds = good_rounds + 1 if all(s < 500 for s in statuses) else 0
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"router not serving every backend: {statuses}")
+        time.sleep(0.5)
+
+
+def register(base: str, secret: str, user: str) -> dict[str, Any]:
+    """Synapse's shared-secret registration, through the router (it must reach main)."""
+    session = requests.Session()
+    session.trust_env = False
+    nonce = session.get(f"{base}/_synapse/admin/v1/register", timeout=30).json()["nonce"]
+    password = secrets.token_hex(8)
+    mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
+    mac.update(b"\x00".join(x.encode() for x in (nonce, user, password, "notadmin")))
+    body = {"nonce": nonce, "username": user, "password": password, "admin": False, "mac": mac.hexdigest()}
+    response = session.post(f"{base}/_synapse/admin/v1/register", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def make_workdir(root: Path) -> None:
+    """Config, media and secret folders as the pods mount them; the signing key is generated later."""
+    (root / "config").mkdir()
+    (root / "media").mkdir()
+    (root / "secrets").mkdir()
+    for file_name in SECRET_FILES.values():
+        (root / "secrets" / file_name).write_text(secrets.token_hex(24))
+    (root / "secrets" / "signing.key").unlink()
+
+
+def start_homeserver(
+    plan: Plan, postgres: Postgres, loopback: Loopback, processes: Processes, workdir: Path
+) -> Homeserver:
+    """PgBouncer, a signing key, every Synapse process of the plan, then the router."""
+    start_pgbouncer(plan, postgres, loopback, processes)
+    procs = write_configs(plan, loopback, workdir)
+    keygen = [sys.executable, "-m", "synapse.app.homeserver", "-c", str(procs[MAIN][2]), "--generate-keys"]
+    subprocess.run(keygen, check=True, capture_output=True, cwd=workdir)
+    assert (workdir / "secrets" / "signing.key").exists()
+    start_synapse(procs, processes, postgres.password)
+    router = start_router(plan, procs, loopback, workdir, processes)
+    return Homeserver(plan, procs, router)
