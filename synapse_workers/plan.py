@@ -80,9 +80,10 @@ class Plan:
                 for note in size.notes
                 if note.startswith("departs from the guide")
             ),
-            "all processes: a change to instance_map, stream_writers or federation_sender_instances "
-            "restarts every Synapse process, not only main as the guide's step 3 says; each process "
-            "routes writes by those lists (SYNAPSE-FACTS, synapse/config/workers.py)",
+            "all processes: a change to instance_map, stream_writers, federation_sender_instances or the "
+            "duties handed off main (pusher_instances, run_background_tasks_on, …) restarts every Synapse "
+            "process, not only main as the guide's step 3 says; each process routes writes and duties by "
+            "those lists (SYNAPSE-FACTS, synapse/config/workers.py)",
         )
 
 
@@ -149,7 +150,7 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
         media=spec.name == "media-repository",
     )
     name = spec.workload_name
-    if not spec.single_writer:
+    if not spec.exactly_one:
         template["spec"]["topologySpreadConstraints"] = [k8s.spread_over_nodes(settings, spec.name)]
     if spec.kind == "Deployment":
         assert size.min_replicas is not None and size.max_replicas is not None

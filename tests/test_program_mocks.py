@@ -25,6 +25,17 @@ STATEFUL = {
     "presence-writer",
 }
 AUTOSCALED = {"synchrotron", "generic-worker"}
+BEYOND_AT_PROD = {
+    "pusher",
+    "background-worker",
+    "user-directory",
+    "appservice-sender",
+    "account-data-writer",
+    "push-rules-writer",
+    "device-lists-writer",
+}
+"""Main's duties on workers at prod's 20,000 CCU (phase 4); thread subscriptions stay off (MSC4306 is off).
+Staging's 500 CCU is phase 1: none of them."""
 
 
 @pytest.fixture(scope="module", params=["staging", "prod"])
@@ -47,7 +58,8 @@ def test_kinds_and_names(stack_run: tuple[str, Run]) -> None:
     statefulsets = {o["metadata"]["name"] for o in result.objects("StatefulSet")}
     pooler = {"synapse-pgbouncer"} if stack == "prod" else set()  # prod runs PgBouncer, staging does not
     assert deployments == {f"synapse-{c}" for c in AUTOSCALED} | {"synapse-router"} | pooler
-    assert statefulsets == {"synapse-main"} | {f"synapse-{c}" for c in STATEFUL}
+    beyond = BEYOND_AT_PROD if stack == "prod" else set()
+    assert statefulsets == {"synapse-main"} | {f"synapse-{c}" for c in STATEFUL | beyond}
     services = {o["metadata"]["name"] for o in result.objects("Service")}
     assert services == deployments | statefulsets | {f"synapse-{c}-pods" for c in AUTOSCALED}
     assert {o["metadata"]["name"] for o in result.objects("Ingress")} == {"synapse-router"}
@@ -111,11 +123,33 @@ def test_topology_names_exactly_the_statefulset_pods(stack_run: tuple[str, Run])
         "receipts": "synapse-receipts-writer",
         "presence": "synapse-presence-writer",
     }
-    assert set(config["stream_writers"]) == set(writers)
+    if stack == "prod":
+        writers |= {
+            "account_data": "synapse-account-data-writer",
+            "push_rules": "synapse-push-rules-writer",
+            "device_lists": "synapse-device-lists-writer",
+        }
+    assert set(config["stream_writers"]) == set(writers) | {"quarantined_media_changes"}
     for stream, workload in writers.items():
         assert config["stream_writers"][stream] == pods[workload], stream
-    expected_map = {"main"} | {pod for workload in writers.values() for pod in pods[workload]}
+    media_0 = pods["synapse-media-repository"][0]
+    background = pods["synapse-background-worker"] if stack == "prod" else []
+    assert config["stream_writers"]["quarantined_media_changes"] == sorted([media_0, *(background or ["master"])])
+    expected_map = {"main", media_0, *background} | {pod for workload in writers.values() for pod in pods[workload]}
     assert set(config["instance_map"]) == expected_map
+    duties = (
+        "pusher_instances",
+        "run_background_tasks_on",
+        "update_user_directory_from_worker",
+        "notify_appservices_from_worker",
+    )
+    if stack == "prod":
+        assert config["pusher_instances"] == pods["synapse-pusher"]
+        assert config["run_background_tasks_on"] == "synapse-background-worker-0"
+        assert config["update_user_directory_from_worker"] == "synapse-user-directory-0"
+        assert config["notify_appservices_from_worker"] == "synapse-appservice-sender-0"
+    else:
+        assert not set(duties) & set(config), "below phase 3 every duty stays on main"
     for name, entry in config["instance_map"].items():
         pod = "synapse-main-0" if name == "main" else name
         service = pod.rsplit("-", 1)[0]

@@ -31,7 +31,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "pin text",
         {"workers": {"event-persister": {"replicas": "x"}}},
         "synapse:workers.event-persister.replicas",
-        "1 to",
+        "0 (off, for a class beyond the guide) to",
     ),
     (
         "pin below HA floor",

@@ -7,8 +7,9 @@ from fractions import Fraction
 
 import pytest
 
+from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.sizing import ClassSize, estimate_messages_per_second, phase_of, size_all
-from synapse_workers.model.worker_classes import CLASS_NAMES
+from synapse_workers.model.worker_classes import CLASS_NAMES, GUIDE_CLASSES
 from tests.conftest import settings_for
 
 # The guide's formulas, written out again here from the guide's text (not imported from the code).
@@ -36,7 +37,7 @@ def test_formulas_as_the_guide_writes_them_with_ha_floor_and_one_writer_rule(ccu
     msg = 37
     servers = 180
     result = sizes(ccu=ccu, messagesPerSecond=msg, federation={"enabled": True, "servers": servers})
-    for name in CLASS_NAMES:
+    for name in GUIDE_CLASSES:
         size = result[name]
         guide = GUIDE_FORMULAS[name](ccu, msg, servers)
         expected = 1 if name in SINGLE_WRITERS else max(2, guide)
@@ -44,7 +45,73 @@ def test_formulas_as_the_guide_writes_them_with_ha_floor_and_one_writer_rule(ccu
 
 
 def test_every_class_is_sized() -> None:
-    assert set(sizes()) == set(GUIDE_FORMULAS)
+    assert set(GUIDE_CLASSES) == set(GUIDE_FORMULAS)
+    assert set(sizes()) == set(GUIDE_FORMULAS) | set(BEYOND) | {"thread-subscriptions-writer"}
+    assert set(CLASS_NAMES) == set(sizes())
+
+
+# Main's duties beyond the guide, from the README's table: (one instance only, CCU per replica).
+BEYOND = {
+    "pusher": (False, 10000),
+    "background-worker": (True, None),
+    "user-directory": (True, None),
+    "appservice-sender": (True, None),
+    "account-data-writer": (True, None),
+    "push-rules-writer": (True, None),
+    "device-lists-writer": (False, 10000),
+}
+"""Thread subscriptions are off unless pinned: see test_thread_subscriptions_writer_is_off_unless_pinned."""
+
+
+@pytest.mark.parametrize("ccu", [100, 1000, 5000, 5001, 10000, 20000, 20001, 45000])
+def test_duties_beyond_the_guide_are_on_from_phase_3(ccu: int) -> None:
+    result = sizes(ccu=ccu)
+    on = ccu > 5000  # the guide's phase 3 starts above 5,000 CCU
+    for name, (one, per) in BEYOND.items():
+        size = result[name]
+        assert size.deployed is on, name
+        if not on:
+            assert size.replicas == 0 and "phase 3" in size.notes[0], name
+        elif one:
+            assert size.replicas == 1, name
+        else:
+            assert per is not None
+            assert size.replicas == max(2, math.ceil(ccu / per)), name
+    assert result["thread-subscriptions-writer"].deployed is False
+
+
+def test_a_duty_pinned_to_0_goes_back_to_main_and_pinned_on_below_phase_3() -> None:
+    result = sizes(ccu=20000, workers={"pusher": {"replicas": 0}, "user-directory": {"replicas": 0}})
+    assert not result["pusher"].deployed and not result["user-directory"].deployed
+    assert "stays on main" in result["pusher"].notes[0]
+    assert result["background-worker"].deployed
+    small = sizes(ccu=100, workers={"pusher": {"replicas": 1}, "account-data-writer": {"replicas": 1}})
+    assert (small["pusher"].deployed, small["pusher"].replicas) == (True, 1)
+    assert (small["account-data-writer"].deployed, small["account-data-writer"].replicas) == (True, 1)
+    assert not small["push-rules-writer"].deployed
+
+
+def test_thread_subscriptions_writer_is_off_unless_pinned() -> None:
+    assert not sizes(ccu=200000)["thread-subscriptions-writer"].deployed
+    assert "MSC4306" in sizes(ccu=200000)["thread-subscriptions-writer"].notes[0]
+    pinned = sizes(ccu=100, workers={"thread-subscriptions-writer": {"replicas": 2}})["thread-subscriptions-writer"]
+    assert (pinned.deployed, pinned.replicas) == (True, 2)
+
+
+@pytest.mark.parametrize(
+    ("workers", "key", "allowed"),
+    [
+        ({"background-worker": {"replicas": 2}}, "synapse:workers.background-worker.replicas", "0 (off) or 1"),
+        ({"push-rules-writer": {"replicas": 3}}, "synapse:workers.push-rules-writer.replicas", "0 (off) or 1"),
+        ({"synchrotron": {"replicas": 0}}, "synapse:workers.synchrotron.replicas", "only the classes beyond"),
+        ({"typing-writer": {"replicas": 0}}, "synapse:workers.typing-writer.replicas", "only the classes beyond"),
+    ],
+)
+def test_impossible_duty_pins_are_refused(workers: dict[str, object], key: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        sizes(ccu=20000, workers=workers)
+    assert caught.value.key == key
+    assert allowed in str(caught.value) and "stack " in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +183,7 @@ def test_the_two_models_disagree_above_1000_ccu() -> None:
     assert (formula.replicas, table.replicas) == (80, 16)
 
 
-def test_single_writer_classes_note_the_departure() -> None:
+def test_exactly_one_classes_note_the_departure() -> None:
     result = sizes(ccu=20000)
     for name in SINGLE_WRITERS:
         size = result[name]

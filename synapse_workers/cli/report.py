@@ -11,6 +11,8 @@ from synapse_workers.kube.rollout import STAGES
 from synapse_workers.plan import Plan
 from synapse_workers.synapse.routing import routes_for_plan
 
+BEYOND_MARK = "*"
+
 
 def _number(value: Fraction) -> int | float:
     return int(value) if value.denominator == 1 else round(float(value), 2)
@@ -46,8 +48,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 "replicas": size.replicas,
                 "minReplicas": size.min_replicas,
                 "maxReplicas": size.max_replicas,
+                "beyondGuide": size.spec.beyond_guide,
                 "formula": size.formula_value,
-                "guideTable": size.table_value,
+                "guideTable": None if size.spec.beyond_guide else size.table_value,
                 "dbConnections": settings.db_pool(size.spec.name).cp_max,
                 "monitoring": size.spec.monitoring,
                 "watch": watch_for_class(size.spec.name)._asdict() if size.deployed else None,
@@ -59,7 +62,13 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "departures": list(plan.departures()),
         "rollout": rollout_stages(plan),
         "routes": [
-            {"pattern": r.pattern, "target": r.target, "hashOn": r.key, "methods": list(r.methods)}
+            {
+                "pattern": r.pattern,
+                "target": r.target,
+                "firstPodOnly": r.first_pod,
+                "hashOn": r.key,
+                "methods": list(r.methods),
+            }
             for r in routes_for_plan(plan)
         ],
     }
@@ -83,13 +92,19 @@ def plan_table(plan: Plan) -> str:
     for size in plan.sizes:
         hpa = f"{size.min_replicas}-{size.max_replicas}" if size.min_replicas is not None else "-"
         replicas = str(size.replicas) if size.deployed else "0 (not deployed)"
-        formula, table = str(size.formula_value), str(size.table_value)
+        formula = str(size.formula_value)
+        table = "-" if size.spec.beyond_guide else str(size.table_value)
+        name = f"{size.spec.name}{BEYOND_MARK if size.spec.beyond_guide else ''}"
         pool = str(settings.db_pool(size.spec.name).cp_max)
-        rows.append((size.spec.name, size.spec.kind, size.spec.scaling, replicas, hpa, formula, table, pool))
+        rows.append((name, size.spec.kind, size.spec.scaling, replicas, hpa, formula, table, pool))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     lines.append(f"main: 1 StatefulSet pod, {settings.db_pool(None).cp_max} db conns")
+    lines.append(
+        f"{BEYOND_MARK} beyond the guide: duties taken off main, on from the guide's phase 3 (README, "
+        "\"Main's duties as worker classes\"); formula: 1 per the class's CCU divisor, or 1 where Synapse takes one"
+    )
     lines += ["", *budget_lines(settings, plan.budget)]
     notes = [
         (size.spec.name, note)
@@ -110,8 +125,9 @@ def plan_table(plan: Plan) -> str:
     lines += [f"  {i + 1}. {STAGES[i]}: {', '.join(parts)}" for i, parts in enumerate(rollout_stages(plan)) if parts]
     lines += ["", "Routes (router: first match wins; everything else goes to main):"]
     routes = routes_for_plan(plan)
-    for target in dict.fromkeys(r.target for r in routes):
-        mine = [r for r in routes if r.target == target]
-        lines.append(f"  {target} (hash on {mine[0].key}):")
+    for backend in dict.fromkeys(r.backend for r in routes):
+        mine = [r for r in routes if r.backend == backend]
+        where = f"{mine[0].target}, first pod only" if mine[0].first_pod else backend
+        lines.append(f"  {where} (hash on {mine[0].key}):")
         lines += [f"    {' '.join(r.methods) + ' ' if r.methods else ''}{r.pattern}" for r in mine]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from synapse_workers.model.worker_classes import BY_NAME
 from synapse_workers.synapse.config_files import MAIN_CLASS
-from synapse_workers.synapse.routing import FEDERATION_PATHS, Route, Routed, routes_for_plan
+from synapse_workers.synapse.routing import FEDERATION_PATHS, FIRST_POD_SUFFIX, Route, Routed, routes_for_plan
 from synapse_workers.synapse.topology import CLIENT_PORT, MAIN_POD, MAIN_WORKLOAD, pod_host
 
 ROUTER_PORT = CLIENT_PORT
@@ -65,20 +65,24 @@ def _condition(index: int, route: Route) -> str:
 
 def _server_lines(plan: Routed, backend: str, servers: Mapping[str, Sequence[str]] | None) -> list[str]:
     namespace = plan.settings.namespace
+    first_only = backend.endswith(FIRST_POD_SUFFIX)
+    class_name = backend.removesuffix(FIRST_POD_SUFFIX)
     if servers is not None:
-        return [f"    server {backend}-{i} {address} check" for i, address in enumerate(servers[backend])]
+        given = servers[class_name][:1] if first_only else servers[class_name]
+        return [f"    server {backend}-{i} {address} check" for i, address in enumerate(given)]
     dns = f"resolvers {RESOLVERS} resolve-prefer ipv4 init-addr none check"
     if backend == MAIN_CLASS:
         return [f"    server {MAIN_POD} {pod_host(MAIN_POD, MAIN_WORKLOAD, namespace)}:{CLIENT_PORT} {dns}"]
-    size = next(s for s in plan.sizes if s.spec.name == backend)
+    size = next(s for s in plan.sizes if s.spec.name == class_name)
     if size.spec.kind == "Deployment":
         assert size.max_replicas is not None
         host = f"{pods_service(backend)}.{namespace}.svc.cluster.local"
         return [f"    server-template {backend}- {template_slots(size.max_replicas)} {host}:{CLIENT_PORT} {dns}"]
     workload = size.spec.workload_name
+    pods = plan.topology.members[class_name]
     return [
         f"    server {pod} {pod_host(pod, workload, namespace)}:{CLIENT_PORT} {dns}"
-        for pod in plan.topology.members[backend]
+        for pod in (pods[:1] if first_only else pods)
     ]
 
 
@@ -86,8 +90,8 @@ def backends_for_plan(plan: Routed) -> tuple[str, ...]:
     """Main and every class some route of this plan targets, in table order."""
     targets: list[str] = [MAIN_CLASS]
     for route in routes_for_plan(plan):
-        if route.target not in targets:
-            targets.append(route.target)
+        if route.backend not in targets:
+            targets.append(route.backend)
     return tuple(targets)
 
 
@@ -177,7 +181,7 @@ def haproxy_config(
         if route.target in HASHED_CLASSES:
             out.append(f"    http-request set-var(txn.lb_key) {key_source[route.key]} if {_condition(i, route)}")
     for i, route in enumerate(routes):
-        out.append(f"    use_backend {route.target} if {_condition(i, route)}")
+        out.append(f"    use_backend {route.backend} if {_condition(i, route)}")
     out.append(f"    default_backend {MAIN_CLASS}")
     for backend in backends:
         out += ["", f"backend {backend}"]

@@ -17,7 +17,7 @@ from synapse_workers.kube.manifests import Manifest, labels, selector
 from synapse_workers.kube.rollout import MAIN
 from synapse_workers.kube.workload import Deployed, Workload
 from synapse_workers.model.settings import Settings
-from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES
+from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES, WORKER_CLASSES
 
 API_VERSION = "monitoring.coreos.com/v1"
 METRICS_PORT_NAME = "metrics"
@@ -57,6 +57,10 @@ STREAM_OF_CLASS: dict[str, str] = {
     "todevice-writer": "to_device",
     "receipts-writer": "receipts",
     "presence-writer": "presence_stream",
+    "account-data-writer": "account_data",
+    "push-rules-writer": "push_rules_stream",
+    "device-lists-writer": "device_lists_stream",
+    "thread-subscriptions-writer": "thread_subscriptions",
 }
 """The `stream_name` under which Synapse reports each writer class's stream position.
 
@@ -80,9 +84,9 @@ def _procedure(class_name: str) -> str:
             "then `pulumi up`"
         )
     spec = BY_NAME[class_name]
-    if spec.single_writer:
+    if spec.exactly_one:
         return (
-            f"Synapse accepts exactly one writer for the `{spec.stream}` stream, so more replicas are refused: "
+            f"{spec.why_one}, so more replicas are refused: "
             f"give it more CPU with `pulumi config set --path synapse:workers.{class_name}.resources.requests.cpu "
             "<cpu>` (and `limits.cpu`) then `pulumi up`"
         )
@@ -140,6 +144,18 @@ _WATCH: dict[str, Watch] = {
     "todevice-writer": Watch('synapse_storage_stream_current_position{stream_name="to_device"}', REPLICATION_LAG),
     "receipts-writer": Watch('synapse_storage_stream_current_position{stream_name="receipts"}', REPLICATION_LAG),
     "presence-writer": Watch('synapse_storage_stream_current_position{stream_name="presence_stream"}', REPLICATION_LAG),
+    **{
+        spec.name: (
+            Watch(
+                f'synapse_storage_stream_current_position{{stream_name="{STREAM_OF_CLASS[spec.name]}"}}',
+                REPLICATION_LAG,
+            )
+            if spec.name in STREAM_OF_CLASS
+            else Watch("container_cpu_usage_seconds_total", CPU_HIGH)
+        )
+        for spec in WORKER_CLASSES
+        if spec.beyond_guide
+    },
 }
 assert set(_WATCH) == {MAIN, *CLASS_NAMES}
 

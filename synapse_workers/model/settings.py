@@ -31,7 +31,7 @@ from synapse_workers.model.config_types import (
     WholeNumber,
 )
 from synapse_workers.model.errors import UNSET, ConfigError
-from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES, HA_FLOOR, MAIN_DB_POOL, DbPool
+from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES, HA_FLOOR, MAIN_DB_POOL, WORKER_CLASSES, DbPool
 
 NAMESPACE = "synapse"
 """The config namespace: keys are written `synapse:ccu`, `synapse:workers`, …"""
@@ -52,6 +52,14 @@ ClassName = Literal[
     "todevice-writer",
     "receipts-writer",
     "presence-writer",
+    "pusher",
+    "background-worker",
+    "user-directory",
+    "appservice-sender",
+    "account-data-writer",
+    "push-rules-writer",
+    "device-lists-writer",
+    "thread-subscriptions-writer",
 ]
 assert get_args(ClassName) == CLASS_NAMES
 
@@ -93,7 +101,12 @@ class DatabasePool(_Model):
 
 
 class WorkerOverride(_Model):
-    replicas: WholeNumber | None = Field(None, ge=1, le=MAX_REPLICAS, description=_WHOLE_REPLICAS)
+    replicas: WholeNumber | None = Field(
+        None,
+        ge=0,
+        le=MAX_REPLICAS,
+        description=f"a whole number from 0 (off, for a class beyond the guide) to {MAX_REPLICAS}",
+    )
     min_replicas: WholeNumber | None = Field(None, ge=1, le=MAX_REPLICAS, description=_WHOLE_REPLICAS)
     max_replicas: WholeNumber | None = Field(None, ge=1, le=MAX_REPLICAS, description=_WHOLE_REPLICAS)
     resources: ResourceOverride | None = None
@@ -396,16 +409,23 @@ def _check_pins(settings: Settings) -> None:
                         "replicas (this class is scaled by hand, never by an HPA)",
                         f"{name} has no HPA",
                     )
-        if spec.single_writer:
-            if pin.replicas is not None and pin.replicas != 1:
-                raise ConfigError(
-                    stack,
-                    f"{key}.replicas",
-                    pin.replicas,
-                    f"1: Synapse accepts exactly one writer for the `{spec.stream}` stream",
-                    "real Synapse would refuse to start",
-                )
+        if pin.replicas == 0 and not spec.beyond_guide:
+            raise ConfigError(
+                stack,
+                f"{key}.replicas",
+                0,
+                f"a whole number from {1 if spec.exactly_one else HA_FLOOR}: only the classes beyond the guide "
+                f"({', '.join(c.name for c in WORKER_CLASSES if c.beyond_guide)}) can be turned off",
+                f"{name} carries work main does not do once workers run",
+            )
+        if spec.exactly_one:
+            allowed = "0 (off) or 1" if spec.beyond_guide else "1"
+            if pin.replicas is not None and pin.replicas > 1:
+                problem = "real Synapse would refuse to start" if spec.stream else "Synapse would use only one"
+                raise ConfigError(stack, f"{key}.replicas", pin.replicas, f"{allowed}: {spec.why_one}", problem)
             continue
+        if spec.beyond_guide:
+            continue  # any count, 0 = off: no HA floor for the duties beyond the guide (README)
         for field, value in (
             ("replicas", pin.replicas),
             ("minReplicas", pin.min_replicas),

@@ -110,7 +110,47 @@ def _guide(settings: Settings, spec: WorkerClass, figure: Fraction) -> int:
     return formula_replicas(spec, figure)
 
 
+def _off_notes(settings: Settings, spec: WorkerClass) -> tuple[str, ...] | None:
+    """Why a class beyond the guide is not deployed at this stack's load and pins (None: it is)."""
+    pin = settings.pin(spec.name)
+    pinned = None if pin is None else pin.replicas
+    if pinned == 0:
+        return (f"off: {NAMESPACE}:workers.{spec.name}.replicas is 0; the duty stays on main",)
+    if pinned is not None:
+        return None
+    if spec.default_off is not None:
+        return (f"off unless pinned: {spec.default_off}",)
+    phase = phase_of(settings.ccu).number
+    if spec.from_phase is not None and phase is not None and phase < spec.from_phase:
+        return (
+            f"off below the guide's phase {spec.from_phase} (this load is phase {phase}): main keeps the "
+            f"duty; pin {NAMESPACE}:workers.{spec.name}.replicas to deploy it",
+        )
+    return None
+
+
+def _size_beyond_guide(settings: Settings, load: Load, spec: WorkerClass) -> ClassSize:
+    """A duty taken off main: one instance where Synapse takes one, else the formula above the HA floor."""
+    formula = 1 if spec.exactly_one else formula_replicas(spec, load.figure(spec))
+    off = _off_notes(settings, spec)
+    if off is not None:
+        return ClassSize(spec, False, 0, None, None, formula, formula, 0, off)
+    notes: list[str] = []
+    replicas = max(formula, 1 if spec.exactly_one else HA_FLOOR)
+    if spec.exactly_one:
+        notes.append(f"1 replica: {spec.why_one}")
+    elif replicas != formula:
+        notes.append(f"raised to the HA floor of {HA_FLOOR} (1 per {spec.divisor:,} CCU gives {formula})")
+    pin = settings.pin(spec.name)
+    if pin is not None and pin.replicas is not None and not spec.exactly_one:
+        notes.append(f"pinned to {pin.replicas} (sizing gives {replicas})")
+        replicas = pin.replicas
+    return ClassSize(spec, True, replicas, None, None, formula, formula, 0, tuple(notes))
+
+
 def size_class(settings: Settings, load: Load, spec: WorkerClass) -> ClassSize:
+    if spec.beyond_guide:
+        return _size_beyond_guide(settings, load, spec)
     figure = load.figure(spec)
     formula = formula_replicas(spec, figure)
     table = table_replicas(spec, figure)
@@ -122,12 +162,11 @@ def size_class(settings: Settings, load: Load, spec: WorkerClass) -> ClassSize:
     replicas = max(HA_FLOOR, guide)
     if replicas != guide:
         notes.append(f"raised to the HA floor of {HA_FLOOR} (the guide's model gives {guide})")
-    if spec.single_writer:
+    if spec.exactly_one:
         replicas = 1
         notes.append(
-            f"departs from the guide: 1 replica, not {max(HA_FLOOR, guide)}; Synapse accepts exactly one "
-            f"writer for the `{spec.stream}` stream and refuses to start with more "
-            "(synapse/config/workers.py)"
+            f"departs from the guide: 1 replica, not {max(HA_FLOOR, guide)}; {spec.why_one} and refuses "
+            "to start with more (synapse/config/workers.py)"
         )
     pin = settings.pin(spec.name)
     min_replicas: int | None = None
@@ -154,7 +193,7 @@ def size_class(settings: Settings, load: Load, spec: WorkerClass) -> ClassSize:
                 "below the minimum",
             )
         replicas = min_replicas
-    elif pin is not None and pin.replicas is not None and not spec.single_writer:
+    elif pin is not None and pin.replicas is not None and not spec.exactly_one:
         notes.append(f"pinned to {pin.replicas} (sizing gives {replicas})")
         replicas = pin.replicas
     return ClassSize(spec, True, replicas, min_replicas, max_replicas, guide, formula, table, tuple(notes))

@@ -1,7 +1,7 @@
-"""The worker classes of the operators' guide, as one table of data.
+"""The worker classes, as one table of data: the guide's nine, then the duties taken off main.
 
 Everything that differs between classes lives here, so sizing, topology, config generation and the
-Pulumi components stay loops over this table instead of nine near-copies of the same code.
+Pulumi components stay loops over this table instead of near-copies of the same code.
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ from typing import Literal
 Kind = Literal["Deployment", "StatefulSet"]
 Scaling = Literal["hpa", "manual"]
 LoadFigure = Literal["ccu", "messagesPerSecond", "federatedServers"]
+Duty = Literal[
+    "pusher_instances", "run_background_tasks_on", "update_user_directory_from_worker", "notify_appservices_from_worker"
+]
+"""The shared-config key by which Synapse hands one of main's duties to named workers
+(synapse/config/workers.py): a list for pushers, one instance name for the rest."""
 
 HA_FLOOR = 2
 """Every class runs at least two replicas for availability (the guide's examples give 2 at 100 CCU)."""
@@ -49,8 +54,9 @@ class WorkerClass:
     """The guide's example rows as (load figure, replicas), for `sizing: guide-table`."""
     stream: str | None
     """The Synapse stream this class writes (`stream_writers` key), if any."""
-    single_writer: bool
-    """Synapse accepts exactly one writer for this stream (synapse/config/workers.py)."""
+    exactly_one: bool
+    """Synapse accepts exactly one instance: the stream's only writer or the duty's only runner
+    (synapse/config/workers.py refuses more, or runs the duty on one name only)."""
     hash_sharded: bool
     """Synapse shards work by a hash over this class's member list: membership changes must not overlap."""
     http_resources: tuple[str, ...]
@@ -60,6 +66,24 @@ class WorkerClass:
     """Default pool per process; the README says why each class gets what it gets."""
     monitoring: str
     """What the guide says to watch for this class."""
+    duty: Duty | None = None
+    """The main-process duty this class takes over, by its shared-config key."""
+    from_phase: int | None = None
+    """Beyond the guide: deployed by default only from this guide phase on (None: one of the guide's
+    nine, always deployed). Below it the duty stays on main; a stack pin of 0 turns it off anywhere."""
+    default_off: str | None = None
+    """Beyond the guide, and off unless pinned: why (the plan prints it)."""
+
+    @property
+    def beyond_guide(self) -> bool:
+        return self.from_phase is not None or self.default_off is not None
+
+    @property
+    def why_one(self) -> str:
+        """Why Synapse takes exactly one instance of this class, for errors and plan notes."""
+        if self.stream is not None:
+            return f"Synapse accepts exactly one writer for the `{self.stream}` stream"
+        return f"Synapse runs this duty on the one instance `{self.duty}` names"
 
     @property
     def component(self) -> str:
@@ -69,10 +93,15 @@ class WorkerClass:
     def workload_name(self) -> str:
         return f"synapse-{self.name}"
 
+    first_pod_writes: str | None = None
+    """A stream only this class's first pod writes, besides the process that runs background tasks:
+    pod 0 alone, so scaling the class never changes the shared writer list (and restarts nothing)."""
+
     @property
     def needs_instance_map(self) -> bool:
-        """Stream writers are reached over HTTP replication, so every process must know their address."""
-        return self.stream is not None
+        """Stream writers are reached over HTTP replication, so every process must know their address.
+        The background-task runner writes streams too (see `topology.build_topology`)."""
+        return self.stream is not None or self.first_pod_writes is not None or self.duty == "run_background_tasks_on"
 
 
 _SMALL = Resources("100m", "256Mi", "1", "1Gi")
@@ -87,7 +116,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         divisor=250,
         guide_table=((100, 2), (1000, 4), (5000, 8), (10000, 12), (20000, 16)),
         stream=None,
-        single_writer=False,
+        exactly_one=False,
         hash_sharded=False,
         http_resources=("client",),
         resources=_BUSY,
@@ -102,7 +131,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         divisor=300,
         guide_table=((100, 2), (1000, 4), (5000, 6), (10000, 8), (20000, 10)),
         stream=None,
-        single_writer=False,
+        exactly_one=False,
         hash_sharded=False,
         http_resources=("client",),
         resources=_BUSY,
@@ -118,7 +147,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         # The guide lists these rows by CCU with the message rate beside them; keyed here by that rate.
         guide_table=((10, 2), (50, 2), (200, 3), (400, 4), (800, 4)),
         stream="events",
-        single_writer=False,
+        exactly_one=False,
         hash_sharded=True,
         http_resources=("health",),
         resources=_BUSY,
@@ -133,7 +162,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         divisor=50,
         guide_table=((1, 2), (50, 2), (100, 2), (200, 4), (500, 6)),
         stream=None,
-        single_writer=False,
+        exactly_one=False,
         hash_sharded=True,
         http_resources=("health",),
         resources=_BUSY,
@@ -149,12 +178,15 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         # The guide gives "2-3" at 5,000 CCU; the table takes the upper end.
         guide_table=((100, 2), (1000, 2), (5000, 3), (10000, 3), (20000, 4)),
         stream=None,
-        single_writer=False,
+        exactly_one=False,
         hash_sharded=False,
         http_resources=("media",),
         resources=_BUSY,
         db_pool=DbPool(1, 3),
         monitoring="1 MB transfer < 2 s, storage p95 < 500 ms, thumbnail queue < 50",
+        # Only media processes serve the media admin API, and its quarantine writes assert that the
+        # process writes this stream (synapse/storage/databases/main/room.py).
+        first_pod_writes="quarantined_media_changes",
     ),
     WorkerClass(
         name="typing-writer",
@@ -164,7 +196,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         divisor=5000,
         guide_table=((100, 2), (5000, 2), (20000, 2)),
         stream="typing",
-        single_writer=True,
+        exactly_one=True,
         hash_sharded=False,
         http_resources=("client",),
         resources=_SMALL,
@@ -179,7 +211,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         divisor=1000,
         guide_table=((100, 2), (5000, 2), (20000, 4)),
         stream="to_device",
-        single_writer=True,
+        exactly_one=True,
         hash_sharded=False,
         http_resources=("client",),
         resources=_SMALL,
@@ -194,7 +226,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         divisor=2000,
         guide_table=((100, 2), (5000, 2), (20000, 3)),
         stream="receipts",
-        single_writer=False,
+        exactly_one=False,
         hash_sharded=False,
         http_resources=("client",),
         resources=_SMALL,
@@ -209,16 +241,159 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         divisor=3000,
         guide_table=((100, 2), (5000, 2), (20000, 3)),
         stream="presence",
-        single_writer=True,
+        exactly_one=True,
         hash_sharded=False,
         http_resources=("client",),
         resources=_SMALL,
         db_pool=DbPool(1, 3),
         monitoring="stream latency < 100 ms, queue < 500, replication lag < 1 s",
     ),
+    # Beyond the guide: main's own duties, each handed to workers by Synapse's shared config. Sized
+    # per the README ("Main's duties as worker classes"); off below the guide's phase 3.
+    WorkerClass(
+        name="pusher",
+        kind="StatefulSet",
+        scaling="manual",
+        load="ccu",
+        divisor=10000,
+        guide_table=(),
+        stream=None,
+        exactly_one=False,
+        # pusher_instances is a ShardedWorkerHandlingConfig: each user's pushers run on the member its
+        # hash picks, so old and new lists side by side would push twice or not at all.
+        hash_sharded=True,
+        http_resources=("health",),
+        resources=_SMALL,
+        db_pool=DbPool(1, 3),
+        monitoring="push latency, pusher failures, HTTP push gateway errors",
+        duty="pusher_instances",
+        from_phase=3,
+    ),
+    WorkerClass(
+        name="background-worker",
+        kind="StatefulSet",
+        scaling="manual",
+        load="ccu",
+        divisor=1,
+        guide_table=(),
+        stream=None,
+        exactly_one=True,
+        hash_sharded=False,
+        http_resources=("health",),
+        resources=_BUSY,
+        db_pool=DbPool(2, 5),
+        monitoring="background update progress, scheduled task backlog",
+        duty="run_background_tasks_on",
+        from_phase=3,
+    ),
+    WorkerClass(
+        name="user-directory",
+        kind="StatefulSet",
+        scaling="manual",
+        load="ccu",
+        divisor=1,
+        guide_table=(),
+        stream=None,
+        exactly_one=True,
+        hash_sharded=False,
+        http_resources=("client",),
+        resources=_SMALL,
+        db_pool=DbPool(1, 3),
+        monitoring="user directory search p95, directory update lag",
+        duty="update_user_directory_from_worker",
+        from_phase=3,
+    ),
+    WorkerClass(
+        name="appservice-sender",
+        kind="StatefulSet",
+        scaling="manual",
+        load="ccu",
+        divisor=1,
+        guide_table=(),
+        stream=None,
+        exactly_one=True,
+        hash_sharded=False,
+        http_resources=("health",),
+        resources=_SMALL,
+        db_pool=DbPool(1, 2),
+        monitoring="appservice transaction latency, failed transactions",
+        duty="notify_appservices_from_worker",
+        from_phase=3,
+    ),
+    WorkerClass(
+        name="account-data-writer",
+        kind="StatefulSet",
+        scaling="manual",
+        load="ccu",
+        divisor=1,
+        guide_table=(),
+        stream="account_data",
+        exactly_one=True,
+        hash_sharded=False,
+        http_resources=("client",),
+        resources=_SMALL,
+        db_pool=DbPool(1, 3),
+        monitoring="stream latency < 100 ms, replication lag < 1 s",
+        from_phase=3,
+    ),
+    WorkerClass(
+        name="push-rules-writer",
+        kind="StatefulSet",
+        scaling="manual",
+        load="ccu",
+        divisor=1,
+        guide_table=(),
+        stream="push_rules",
+        exactly_one=True,
+        hash_sharded=False,
+        http_resources=("client",),
+        resources=_SMALL,
+        db_pool=DbPool(1, 2),
+        monitoring="stream latency < 100 ms, replication lag < 1 s",
+        from_phase=3,
+    ),
+    WorkerClass(
+        name="device-lists-writer",
+        kind="StatefulSet",
+        scaling="manual",
+        load="ccu",
+        divisor=10000,
+        guide_table=(),
+        stream="device_lists",
+        exactly_one=False,
+        # Synapse picks a writer at random per request and keeps its linearised work on the first one
+        # (synapse/handlers/device.py): no hash over the list, so members may overlap in a rollout.
+        hash_sharded=False,
+        http_resources=("client",),
+        resources=_SMALL,
+        db_pool=DbPool(1, 3),
+        monitoring="stream latency < 100 ms, key upload p95, replication lag < 1 s",
+        from_phase=3,
+    ),
+    WorkerClass(
+        name="thread-subscriptions-writer",
+        kind="StatefulSet",
+        scaling="manual",
+        load="ccu",
+        divisor=10000,
+        guide_table=(),
+        stream="thread_subscriptions",
+        exactly_one=False,
+        hash_sharded=False,
+        http_resources=("client",),
+        resources=_SMALL,
+        db_pool=DbPool(1, 2),
+        monitoring="stream latency < 100 ms, replication lag < 1 s",
+        default_off=(
+            "Synapse writes thread subscriptions only through the experimental MSC4306 endpoints, which "
+            "are off unless experimental_features.msc4306_enabled is set: with them off this pod would "
+            "idle and every change to it would restart every process"
+        ),
+    ),
 )
 
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in WORKER_CLASSES)
+GUIDE_CLASSES: tuple[str, ...] = tuple(c.name for c in WORKER_CLASSES if not c.beyond_guide)
 BY_NAME: dict[str, WorkerClass] = {c.name: c for c in WORKER_CLASSES}
 
 MAIN_RESOURCES = Resources("1", "1Gi", "4", "4Gi")

@@ -52,6 +52,9 @@ pagination must, and event sending may, be balanced by room);
 behind an Ingress the TCP source is the Ingress pod, so the docs' "by source IP" would pile every
 remote server onto as few workers as there are Ingress pods."""
 
+FIRST_POD_SUFFIX = "-first"
+"""A router backend holding only a class's first pod is named after the class with this suffix."""
+
 _V = "(api/v1|r0|v3|unstable)"
 _V3 = "(r0|v3|unstable)"
 
@@ -70,6 +73,14 @@ class Route:
     federation: bool = False
     """Routed only when federation is enabled; without it no process serves these paths."""
     why: str = ""
+    first_pod: bool = False
+    """Only the target class's first pod takes it: the one of its pods that writes a stream the others
+    do not (`WorkerClass.first_pod_writes`)."""
+
+    @property
+    def backend(self) -> str:
+        """The router backend: the class, or its first pod alone."""
+        return f"{self.target}{FIRST_POD_SUFFIX}" if self.first_pod else self.target
 
     def matches(self, method: str, path: str) -> bool:
         if self.methods and method.upper() not in self.methods:
@@ -83,6 +94,10 @@ def _routes(target: str, key: BalanceKey, why: str, *patterns: str, methods: tup
 
 def _federation(target: str, key: BalanceKey, why: str, *patterns: str) -> list[Route]:
     return [Route(p, target, key, (), True, why) for p in patterns]
+
+
+def _first_pod(target: str, why: str, *patterns: str) -> list[Route]:
+    return [Route(p, target, "user", (), False, why, first_pod=True) for p in patterns]
 
 
 # Order matters: the first route that matches wins, as in the HAProxy frontend. Stream writers and media
@@ -123,6 +138,15 @@ ROUTES: tuple[Route, ...] = (
         "the presence stream writer (docs/workers.md: the `presence` stream)",
         f"^/_matrix/client/{_V}/presence/",
     ),
+    *_first_pod(
+        "media-repository",
+        "media admin calls that (un)quarantine: they write the `quarantined_media_changes` stream, which only "
+        "the first media pod writes (synapse/rest/admin/media.py; docs/workers.md: that stream)",
+        "^/_synapse/admin/v1/room/[^/]*/media/quarantine$",
+        "^/_synapse/admin/v1/quarantine_media/[^/]*$",
+        "^/_synapse/admin/v1/user/[^/]*/media/quarantine$",
+        "^/_synapse/admin/v1/media/(quarantine|unquarantine)/[^/]*/[^/]*$",
+    ),
     *_routes(
         "media-repository",
         "user",
@@ -142,6 +166,44 @@ ROUTES: tuple[Route, ...] = (
         "user",
         "federation media (docs/workers.md: synapse.app.media_repository)",
         "^/_matrix/federation/v1/media/",
+    ),
+    *_routes(
+        "account-data-writer",
+        "user",
+        "the account_data stream writer (docs/workers.md: the `account_data` stream); without it, GETs go to "
+        "generic workers and writes to main",
+        f"^/_matrix/client/{_V3}/.*/tags",
+        f"^/_matrix/client/{_V3}/.*/account_data",
+    ),
+    *_routes(
+        "push-rules-writer",
+        "user",
+        "the push_rules stream writer (docs/workers.md: the `push_rules` stream)",
+        f"^/_matrix/client/{_V}/pushrules/",
+    ),
+    *_routes(
+        "device-lists-writer",
+        "user",
+        "a device_lists stream writer (docs/workers.md: the `device_lists` stream, several writers)",
+        "^/_matrix/client/(r0|v3)/delete_devices$",
+        f"^/_matrix/client/{_V}/devices(/|$)",
+        f"^/_matrix/client/{_V3}/keys/upload",
+        f"^/_matrix/client/{_V}/keys/device_signing/upload$",
+        f"^/_matrix/client/{_V}/keys/signatures/upload$",
+    ),
+    *_routes(
+        "thread-subscriptions-writer",
+        "user",
+        "a thread_subscriptions stream writer: Synapse's MSC4306/MSC4308 servlets "
+        "(synapse/rest/client/thread_subscriptions.py)",
+        "^/_matrix/client/unstable/io.element.msc4306/rooms/[^/]*/thread/[^/]*/subscription$",
+        "^/_matrix/client/unstable/io.element.msc4308/thread_subscriptions$",
+    ),
+    *_routes(
+        "user-directory",
+        "user",
+        "the user directory worker (docs/workers.md: updating the user directory)",
+        f"^/_matrix/client/{_V3}/user_directory/search$",
     ),
     *_routes(
         "generic-worker",

@@ -20,6 +20,11 @@ POOLER_NAME = "synapse-pgbouncer"
 
 MAIN_WORKLOAD = "synapse-main"
 MAIN_POD = "synapse-main-0"
+MAIN_INSTANCE = "main"
+"""Synapse's key for the main process in instance_map."""
+MAIN_WRITER = "master"
+"""Synapse's instance name for the main process everywhere else: writer lists, duty names
+(`MAIN_PROCESS_INSTANCE_NAME`, synapse/config/workers.py); `main` there would name no process."""
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,16 @@ class Topology:
     media_instance_running_background_jobs: str | None
     members: dict[str, tuple[str, ...]]
     """Pod names per StatefulSet class, main included."""
+    duties: dict[str, str | list[str]]
+    """Main's duties handed to workers (`pusher_instances`, `run_background_tasks_on`, …); a duty not
+    named here stays on main."""
 
     def as_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
             "instance_map": self.instance_map,
             "stream_writers": self.stream_writers,
             "federation_sender_instances": self.federation_sender_instances,
+            **self.duties,
         }
         if self.media_instance_running_background_jobs is not None:
             config["media_instance_running_background_jobs"] = self.media_instance_running_background_jobs
@@ -70,24 +79,37 @@ class Topology:
 
 def build_topology(sizes: tuple[ClassSize, ...], namespace: str) -> Topology:
     main_host = pod_host(MAIN_POD, MAIN_WORKLOAD, namespace)
-    instance_map: dict[str, dict[str, Any]] = {"main": {"host": main_host, "port": REPLICATION_PORT}}
+    instance_map: dict[str, dict[str, Any]] = {MAIN_INSTANCE: {"host": main_host, "port": REPLICATION_PORT}}
     stream_writers: dict[str, list[str]] = {}
     federation_senders: list[str] = []
     media: list[str] = []
     members: dict[str, tuple[str, ...]] = {"main": (MAIN_POD,)}
+    duties: dict[str, str | list[str]] = {}
+    first_pod_writers: dict[str, str] = {}
     for size in sizes:
         pods = instances(size, namespace)
-        if size.spec.kind == "StatefulSet":
-            members[size.spec.name] = tuple(p.name for p in pods)
-        if size.spec.needs_instance_map:
-            for pod in pods:
+        spec = size.spec
+        if spec.kind == "StatefulSet":
+            members[spec.name] = tuple(p.name for p in pods)
+        if spec.needs_instance_map:
+            # Only the first pod of a first-pod writer: scaling that class leaves the shared file alone.
+            for pod in pods[:1] if spec.first_pod_writes is not None else pods:
                 instance_map[pod.name] = {"host": pod.host, "port": REPLICATION_PORT}
-        if size.spec.stream is not None and pods:
-            stream_writers[size.spec.stream] = [p.name for p in pods]
-        if size.spec.name == "federation-sender":
+        if spec.stream is not None and pods:
+            stream_writers[spec.stream] = [p.name for p in pods]
+        if spec.first_pod_writes is not None and pods:
+            first_pod_writers[spec.first_pod_writes] = pods[0].name
+        if spec.duty is not None and pods:
+            duties[spec.duty] = [p.name for p in pods] if spec.duty == "pusher_instances" else pods[0].name
+        if spec.name == "federation-sender":
             federation_senders = [p.name for p in pods]
-        if size.spec.name == "media-repository":
+        if spec.name == "media-repository":
             media = [p.name for p in pods]
+    # The process running background tasks writes these streams too: Synapse's background updates
+    # backfill them (the quarantined-media backfill asserts its process is a writer).
+    background = duties.get("run_background_tasks_on", MAIN_WRITER)
+    for stream, writer in sorted(first_pod_writers.items()):
+        stream_writers[stream] = sorted({str(background), writer})
     return Topology(
         instance_map=instance_map,
         stream_writers=stream_writers,
@@ -95,4 +117,5 @@ def build_topology(sizes: tuple[ClassSize, ...], namespace: str) -> Topology:
         federation_sender_instances=federation_senders,
         media_instance_running_background_jobs=media[0] if media else None,
         members=members,
+        duties=duties,
     )
