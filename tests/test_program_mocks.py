@@ -133,9 +133,8 @@ def test_topology_names_exactly_the_statefulset_pods(stack_run: tuple[str, Run])
     for stream, workload in writers.items():
         assert config["stream_writers"][stream] == pods[workload], stream
     media_0 = pods["synapse-media-repository"][0]
-    background = pods["synapse-background-worker"] if stack == "prod" else []
-    assert config["stream_writers"]["quarantined_media_changes"] == sorted([media_0, *(background or ["master"])])
-    expected_map = {"main", media_0, *background} | {pod for workload in writers.values() for pod in pods[workload]}
+    assert config["stream_writers"]["quarantined_media_changes"] == ["master", media_0]
+    expected_map = {"main", media_0} | {pod for workload in writers.values() for pod in pods[workload]}
     assert set(config["instance_map"]) == expected_map
     duties = (
         "pusher_instances",

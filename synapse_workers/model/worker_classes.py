@@ -94,14 +94,13 @@ class WorkerClass:
         return f"synapse-{self.name}"
 
     first_pod_writes: str | None = None
-    """A stream only this class's first pod writes, besides the process that runs background tasks:
-    pod 0 alone, so scaling the class never changes the shared writer list (and restarts nothing)."""
+    """A stream only this class's first pod writes (with main, which backfills it): pod 0 alone, so
+    scaling the class never changes the shared writer list (and restarts nothing)."""
 
     @property
     def needs_instance_map(self) -> bool:
-        """Stream writers are reached over HTTP replication, so every process must know their address.
-        The background-task runner writes streams too (see `topology.build_topology`)."""
-        return self.stream is not None or self.first_pod_writes is not None or self.duty == "run_background_tasks_on"
+        """Stream writers are reached over HTTP replication, so every process must know their address."""
+        return self.stream is not None or self.first_pod_writes is not None
 
 
 _SMALL = Resources("100m", "256Mi", "1", "1Gi")

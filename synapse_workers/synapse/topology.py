@@ -105,11 +105,11 @@ def build_topology(sizes: tuple[ClassSize, ...], namespace: str) -> Topology:
             federation_senders = [p.name for p in pods]
         if spec.name == "media-repository":
             media = [p.name for p in pods]
-    # The process running background tasks writes these streams too: Synapse's background updates
-    # backfill them (the quarantined-media backfill asserts its process is a writer).
-    background = duties.get("run_background_tasks_on", MAIN_WRITER)
+    # Main writes these streams too: it always runs the schema background updates (whatever
+    # run_background_tasks_on says: synapse/app/homeserver.py), and the quarantined-media backfill
+    # asserts that its process is a writer (synapse/storage/databases/main/room.py).
     for stream, writer in sorted(first_pod_writers.items()):
-        stream_writers[stream] = sorted({str(background), writer})
+        stream_writers[stream] = [MAIN_WRITER, writer]
     return Topology(
         instance_map=instance_map,
         stream_writers=stream_writers,

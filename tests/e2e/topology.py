@@ -26,6 +26,7 @@ import yaml
 from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.kube.pooler import AUTH_DIR, AUTH_FILE_SCRIPT, CONFIG_DIR, pgbouncer_ini
 from synapse_workers.model.settings import SECRET_FILES
+from synapse_workers.model.worker_classes import WORKER_CLASSES
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT, POOLER_PORT
 from tests.conftest import settings_for
@@ -53,6 +54,9 @@ POOLER = {"enabled": True, "replicas": 1, "poolSize": 15}
 """One PgBouncer (two during its rollout) x 15 = 30 server connections: max_connections 40 less 10 reserved."""
 
 
+BEYOND_GUIDE = tuple(c.name for c in WORKER_CLASSES if c.beyond_guide)
+
+
 def topology_settings(loopback: Loopback, persisters: int, pooler: dict[str, Any] = POOLER) -> Plan:
     """At least one of every class (federation on, so federation senders exist), two receipts writers,
     behind PgBouncer, on a PostgreSQL whose max_connections the unpooled pools would exceed."""
@@ -63,7 +67,12 @@ def topology_settings(loopback: Loopback, persisters: int, pooler: dict[str, Any
             postgres={"host": loopback.services, "port": 5432, "maxConnections": MAX_CONNECTIONS, "pooler": pooler},
             redis={"host": loopback.services, "port": 6379},
             federation={"enabled": True, "servers": 1},
-            workers={"event-persister": {"replicas": persisters}, "receipts-writer": {"replicas": 2}},
+            workers={
+                "event-persister": {"replicas": persisters},
+                "receipts-writer": {"replicas": 2},
+                # One of each duty beyond the guide, though 100 CCU would leave them on main.
+                **{name: {"replicas": 1} for name in BEYOND_GUIDE},
+            },
         )
     )
 
@@ -80,7 +89,9 @@ class Homeserver:
         return sorted(n for n, (c, _, _) in self.procs.items() if c == class_name)
 
 
-def localise(text: str, name: str, loopback: Loopback, root: Path) -> dict[str, Any]:
+def localise(
+    text: str, name: str, loopback: Loopback, root: Path, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One process's merged config, moved onto loopback: each pod its own 127.A.B.N, ports kept."""
     config: dict[str, Any] = yaml.safe_load(text)
     for instance, entry in config.get("instance_map", {}).items():
@@ -95,16 +106,19 @@ def localise(text: str, name: str, loopback: Loopback, root: Path) -> dict[str, 
     config["media_store_path"] = str(root / "media")
     config["public_baseurl"] = f"http://{loopback.services}:{CLIENT_PORT}/"
     config.update(TEST_ONLY)
+    config.update(extra or {})
     return config
 
 
-def write_configs(plan: Plan, loopback: Loopback, root: Path) -> dict[str, tuple[str, str, Path]]:
+def write_configs(
+    plan: Plan, loopback: Loopback, root: Path, extra: dict[str, Any] | None = None
+) -> dict[str, tuple[str, str, Path]]:
     procs: dict[str, tuple[str, str, Path]] = {}
     for workload in plan.workloads:
         for file_name, text in workload.process_configs():
             name = file_name.removesuffix(".yaml")
             path = root / "config" / file_name
-            path.write_text(yaml.safe_dump(localise(text, name, loopback, root), sort_keys=True))
+            path.write_text(yaml.safe_dump(localise(text, name, loopback, root, extra), sort_keys=True))
             procs[name] = (workload.part, loopback.of(name), path)
     return procs
 
@@ -202,15 +216,15 @@ def wait_router(base: str, token: str, timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-def register(base: str, secret: str, user: str) -> dict[str, Any]:
+def register(base: str, secret: str, user: str, admin: bool = False) -> dict[str, Any]:
     """Synapse's shared-secret registration, through the router (it must reach main)."""
     session = requests.Session()
     session.trust_env = False
     nonce = session.get(f"{base}/_synapse/admin/v1/register", timeout=30).json()["nonce"]
     password = secrets.token_hex(8)
     mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
-    mac.update(b"\x00".join(x.encode() for x in (nonce, user, password, "notadmin")))
-    body = {"nonce": nonce, "username": user, "password": password, "admin": False, "mac": mac.hexdigest()}
+    mac.update(b"\x00".join(x.encode() for x in (nonce, user, password, "admin" if admin else "notadmin")))
+    body = {"nonce": nonce, "username": user, "password": password, "admin": admin, "mac": mac.hexdigest()}
     response = session.post(f"{base}/_synapse/admin/v1/register", json=body, timeout=30)
     assert response.status_code == 200, response.text
     return dict(response.json())
@@ -227,11 +241,17 @@ def make_workdir(root: Path) -> None:
 
 
 def start_homeserver(
-    plan: Plan, postgres: Postgres, loopback: Loopback, processes: Processes, workdir: Path
+    plan: Plan,
+    postgres: Postgres,
+    loopback: Loopback,
+    processes: Processes,
+    workdir: Path,
+    extra: dict[str, Any] | None = None,
 ) -> Homeserver:
-    """PgBouncer, a signing key, every Synapse process of the plan, then the router."""
+    """PgBouncer, a signing key, every Synapse process of the plan, then the router. `extra` is test-only
+    config a module needs on every process (an appservice registration, a push gateway on loopback)."""
     start_pgbouncer(plan, postgres, loopback, processes)
-    procs = write_configs(plan, loopback, workdir)
+    procs = write_configs(plan, loopback, workdir, extra)
     keygen = [sys.executable, "-m", "synapse.app.homeserver", "-c", str(procs[MAIN][2]), "--generate-keys"]
     subprocess.run(keygen, check=True, capture_output=True, cwd=workdir)
     assert (workdir / "secrets" / "signing.key").exists()

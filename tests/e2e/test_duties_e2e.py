@@ -1,0 +1,300 @@
+"""Main's duties on their own workers, proven with real Synapse behind the generated router.
+
+The e2e plan runs one of each class beyond the guide. A client (plain HTTP through the router) does the
+work each duty owns, and the evidence comes from Synapse itself: each process's access log (who served
+the request), its own outgoing-request log (who pushed, who notified the appservice), the database
+(which instance advanced each stream), and a push gateway and appservice stub on loopback that must
+receive what Synapse sends. Main must show none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+import yaml
+
+from synapse_workers.model.settings import SECRET_FILES
+from synapse_workers.synapse.topology import CLIENT_PORT
+from tests.e2e.services import Loopback, Postgres, Processes
+from tests.e2e.test_synapse_e2e import db_query, served_requests
+from tests.e2e.topology import MAIN, SERVER_NAME, Homeserver, register, start_homeserver, topology_settings
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Stub:
+    """A push gateway and an appservice in one loopback HTTP server: records every request it gets."""
+
+    base: str
+    received: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    def wait_for(self, what: str, found: Callable[[str, str, Any], bool], timeout: float = 45) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(found(m, p, b) for m, p, b in list(self.received)):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the stub never received {what}: {[(m, p) for m, p, _ in self.received]}")
+
+
+@pytest.fixture(scope="module")
+def stub(loopback: Loopback) -> Iterator[Stub]:
+    received: list[tuple[str, str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            received.append((self.command, self.path, body))
+            reply = b'{"rejected": []}' if self.path.startswith("/_matrix/push/") else b"{}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        do_POST = do_PUT = _answer  # noqa: N815 (http.server dispatches on these names)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((loopback.services, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Stub(f"http://{loopback.services}:{server.server_address[1]}", received)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+APPSERVICE_SENDER = "e2ebridge"
+
+
+@pytest.fixture(scope="module")
+def homeserver(
+    postgres: Postgres,
+    redis: tuple[str, int],
+    loopback: Loopback,
+    processes: Processes,
+    workdir: Path,
+    stub: Stub,
+) -> Homeserver:
+    """The e2e plan with three test-only additions on every process: an appservice registration
+    pointing at the stub, loopback allowed as a push-gateway destination, and MSC4306 on (Synapse
+    registers the thread-subscription servlets only then)."""
+    registration = workdir / "appservice.yaml"
+    registration.write_text(
+        yaml.safe_dump(
+            {
+                "id": "e2e-bridge",
+                "url": stub.base,
+                "as_token": secrets.token_hex(16),
+                "hs_token": secrets.token_hex(16),
+                "sender_localpart": APPSERVICE_SENDER,
+                "rate_limited": False,
+                "namespaces": {
+                    "users": [{"exclusive": True, "regex": "@_e2e_.*"}],
+                    "rooms": [{"exclusive": False, "regex": ".*"}],
+                    "aliases": [],
+                },
+            }
+        )
+    )
+    extra = {
+        "app_service_config_files": [str(registration)],
+        "ip_range_whitelist": ["127.0.0.0/8"],
+        "experimental_features": {"msc4306_enabled": True},
+    }
+    plan = topology_settings(loopback, persisters=2)
+    return start_homeserver(plan, postgres, loopback, processes, workdir, extra)
+
+
+class Client:
+    """Plain HTTP through the router, as one user."""
+
+    def __init__(self, base: str, account: dict[str, Any]) -> None:
+        self.base, self.user_id, self.device_id = base, account["user_id"], account["device_id"]
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.headers["Authorization"] = f"Bearer {account['access_token']}"
+
+    def call(self, method: str, path: str, body: Any = None, ok: bool = True, **kwargs: Any) -> requests.Response:
+        response = self.session.request(method, self.base + path, json=body, timeout=30, **kwargs)
+        if ok:
+            assert response.status_code == 200, (method, path, response.status_code, response.text)
+        return response
+
+    def send(self, room_id: str, text: str) -> str:
+        txn = secrets.token_hex(8)
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{txn}"
+        return str(self.call("PUT", path, {"msgtype": "m.text", "body": text}).json()["event_id"])
+
+
+def eventually(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        time.sleep(0.3)
+
+
+# (request pattern, the class that must serve it, from Synapse's worker docs and this plan's table)
+DUTY_SERVERS: tuple[tuple[str, str], ...] = (
+    (r"PUT /_matrix/client/v3/user/[^/]+/account_data/", "account-data-writer"),
+    (r"PUT /_matrix/client/v3/user/[^/]+/rooms/[^/]+/tags/", "account-data-writer"),
+    (r"PUT /_matrix/client/v3/pushrules/global/override/", "push-rules-writer"),
+    (r"POST /_matrix/client/v3/user_directory/search", "user-directory"),
+    (r"PUT /_matrix/client/v3/devices/", "device-lists-writer"),
+    (r"PUT /_matrix/client/unstable/io.element.msc4306/rooms/", "thread-subscriptions-writer"),
+    (r"POST /_synapse/admin/v1/media/quarantine/", "media-repository"),
+)
+
+STREAM_WRITERS = {
+    "account_data": "account-data-writer",
+    "push_rules_stream": "push-rules-writer",
+    "device_lists_stream": "device-lists-writer",
+    "thread_subscriptions": "thread-subscriptions-writer",
+}
+"""The stream_positions name of each new writer's stream (Synapse's ID generators, as in monitoring)."""
+
+
+def test_each_duty_runs_on_its_worker_and_not_on_main(
+    homeserver: Homeserver, postgres: Postgres, loopback: Loopback, processes: Processes, workdir: Path, stub: Stub
+) -> None:
+    hs = homeserver
+    base = f"http://{loopback.services}:{CLIENT_PORT}"
+    secret = (workdir / "secrets" / SECRET_FILES["registrationSharedSecret"]).read_text()
+    alice = Client(base, register(base, secret, "alice"))
+    bob = Client(base, register(base, secret, "bob"))
+    root = Client(base, register(base, secret, "root", admin=True))
+
+    room_id = str(alice.call("POST", "/_matrix/client/v3/createRoom", {"invite": [bob.user_id]}).json()["room_id"])
+    bob.call("POST", f"/_matrix/client/v3/join/{quote(room_id)}", {})
+
+    # Pusher: Bob's HTTP pusher at the stub's push gateway; Alice's message must reach it.
+    pusher = {
+        "kind": "http",
+        "app_id": "org.example.e2e",
+        "pushkey": secrets.token_hex(8),
+        "app_display_name": "e2e",
+        "device_display_name": "e2e",
+        "lang": "en",
+        "data": {"url": f"{stub.base}/_matrix/push/v1/notify"},
+    }
+    bob.call("POST", "/_matrix/client/v3/pushers/set", pusher)
+    time.sleep(1)  # the pusher worker learns of the new pusher over replication
+    event_id = alice.send(room_id, "ping for bob's phone")
+    stub.wait_for(
+        "the push notification",
+        lambda m, p, b: p == "/_matrix/push/v1/notify" and b.get("notification", {}).get("event_id") == event_id,
+    )
+    # Appservice: interested in every room, so Alice's message reaches it in a transaction.
+    stub.wait_for(
+        "the appservice transaction",
+        lambda m, p, b: (
+            m == "PUT"
+            and p.startswith("/_matrix/app/v1/transactions/")
+            and any(e.get("event_id") == event_id for e in b.get("events", []))
+        ),
+    )
+
+    # User directory: only the user-directory worker updates it, so finding Bob proves it did.
+    def finds_bob() -> bool:
+        found = alice.call("POST", "/_matrix/client/v3/user_directory/search", {"search_term": "bob"}).json()
+        return any(r["user_id"] == bob.user_id for r in found["results"])
+
+    eventually("the user directory lists bob", finds_bob)
+
+    nonce = secrets.token_hex(8)
+    user = quote(alice.user_id)
+    alice.call("PUT", f"/_matrix/client/v3/user/{user}/account_data/org.example.e2e", {"nonce": nonce})
+    got = alice.call("GET", f"/_matrix/client/v3/user/{user}/account_data/org.example.e2e").json()
+    assert got == {"nonce": nonce}
+    alice.call("PUT", f"/_matrix/client/v3/user/{user}/rooms/{quote(room_id)}/tags/u.work", {"order": 0.5})
+
+    rule = {
+        "actions": ["dont_notify"],
+        "conditions": [{"kind": "event_match", "key": "content.body", "pattern": nonce}],
+    }
+    alice.call("PUT", "/_matrix/client/v3/pushrules/global/override/org.example.e2e", rule)
+    got_rule = alice.call("GET", "/_matrix/client/v3/pushrules/global/override/org.example.e2e").json()
+    assert got_rule["conditions"][0]["pattern"] == nonce
+
+    alice.call("PUT", f"/_matrix/client/v3/devices/{alice.device_id}", {"display_name": f"renamed {nonce}"})
+
+    root_event = alice.send(room_id, "a thread root")
+    thread = (
+        f"/_matrix/client/unstable/io.element.msc4306/rooms/{quote(room_id)}/thread/{quote(root_event)}/subscription"
+    )
+    alice.call("PUT", thread, {})
+
+    # Quarantine: an admin quarantines Alice's upload; the first media pod writes the change.
+    upload = alice.call(
+        "POST",
+        "/_matrix/media/v3/upload",
+        None,
+        data=secrets.token_bytes(1024),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    media_id = str(upload.json()["content_uri"]).rsplit("/", 1)[1]
+    root.call("POST", f"/_synapse/admin/v1/media/quarantine/{SERVER_NAME}/{media_id}", {})
+    download = bob.call("GET", f"/_matrix/client/v1/media/download/{SERVER_NAME}/{media_id}", ok=False)
+    assert download.status_code == 404, download.text  # quarantined media is never served
+    quarantined = db_query(
+        postgres, "SELECT instance_name FROM quarantined_media_changes WHERE media_id = %s", media_id
+    )
+    assert quarantined == [("synapse-media-repository-0",)], quarantined
+
+    # Background tasks: Bob logs out with a to-device message still queued for his device, which
+    # schedules the deletion of those messages as a task (synapse/handlers/device.py); only the
+    # background-task runner runs scheduled tasks.
+    queued = {"messages": {bob.user_id: {bob.device_id: {"nonce": nonce}}}}
+    alice.call("PUT", f"/_matrix/client/v3/sendToDevice/org.example.e2e/{secrets.token_hex(8)}", queued)
+    bob.call("POST", "/_matrix/client/v3/logout", {})
+    (background,) = hs.names_of("background-worker")
+    eventually("the background worker runs the task", lambda: "Task complete: " in processes.current_log(background))
+
+    # Who served what, by each process's own access log.
+    served = served_requests(processes, hs)
+    for pattern, expected in DUTY_SERVERS:
+        where = {hs.procs[name][0] for name, lines in served.items() if any(re.match(pattern, x) for x in lines)}
+        assert where == {expected}, f"{pattern}: served by {where or 'nobody'}, expected {expected}"
+    quarantine_pods = {n for n, lines in served.items() if any("/admin/v1/media/quarantine/" in x for x in lines)}
+    assert quarantine_pods == {"synapse-media-repository-0"}
+
+    # Which instance advanced each new stream, by the database.
+    for stream, class_name in STREAM_WRITERS.items():
+        writers = {
+            r[0]
+            for r in db_query(postgres, "SELECT instance_name FROM stream_positions WHERE stream_name = %s", stream)
+        }
+        assert writers and writers <= set(hs.names_of(class_name)), (stream, writers)
+
+    # Who sent the push and the appservice transaction, and who runs background tasks, by their logs.
+    def log_of(class_name: str) -> str:
+        (name,) = hs.names_of(class_name)
+        return processes.current_log(name)
+
+    main_log = processes.current_log(MAIN)
+    assert re.search(r"Received response to POST \S+/_matrix/push/v1/notify: 200", log_of("pusher"))
+    assert re.search(r"Received response to PUT \S+/_matrix/app/v1/transactions/\S+: 200", log_of("appservice-sender"))
+    for duty in ("/_matrix/push/v1/notify", "/_matrix/app/v1/transactions/", "Task complete: "):
+        assert duty not in main_log, f"main did {duty}"
+
+    for name in hs.procs:
+        errors = [line for line in processes.current_log(name).splitlines() if " - ERROR - " in line]
+        assert not errors, f"{name}: {errors[:3]}"
