@@ -44,6 +44,9 @@ class Verdict:
     served: bool
     why: str
     """The servlet that takes the request, or why none does."""
+    decided_at_request_time: bool = False
+    """The servlet is there but refuses some methods on workers unless this process is the stream's
+    writer (`WORKERS_DENIED_METHODS`): only the live process can say."""
 
 
 @dataclass
@@ -82,7 +85,7 @@ class Listing:
                 if registration is None:
                     return Verdict(False, f"405: {pattern} takes {sorted(methods)}")
                 if registration.workers_denied and self.is_worker:
-                    return Verdict(False, f"{registration.servlet} refuses {method} on workers")
+                    return Verdict(False, f"{registration.servlet} refuses {method} on workers", True)
                 return Verdict(True, registration.servlet)
         return Verdict(False, "404: no servlet pattern matches")
 

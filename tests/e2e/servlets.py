@@ -14,8 +14,8 @@ own `start_listening()`, which builds every listener resource (`GenericWorkerSer
 config: HTTP listeners bind port 0 and other listeners are dropped, so nothing collides with the
 running process of the same name; the database (through PgBouncer) and Redis are the real ones.
 
-Not recorded, because they are not servlets: `/health`, `/.well-known`, `/_synapse/client/*` and the
-static resources, which every process with a `client` listener serves alike.
+Resources that are not servlet tables (`/health`, `/.well-known`, `/_synapse/client/*`, static files)
+appear as mounts only: the audit treats a path under one of them as served by that resource.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ class Audit:
         if key not in self.live:  # not in the batch probed up front: ask now
             self.live.update(probe_all({key}))
         live = self.live[key]
-        if "refuses" in model.why:
+        if model.decided_at_request_time:
             return live
         assert model.served == live.served, f"{class_name}: {request}: registrations say {model}, live says {live}"
         return model
