@@ -107,10 +107,13 @@ ROUTES: tuple[Route, ...] = (
         "synchrotron",
         "user",
         "sync requests (docs/workers.md, generic_worker: sync requests; sticky per user)",
-        "^/_matrix/client/(r0|v3)/sync$",
-        "^/_matrix/client/(api/v1|r0|v3)/events$",
-        "^/_matrix/client/(api/v1|r0|v3)/initialSync$",
-        "^/_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync$",
+        # `unstable` too: Synapse registers every one of these under it as well (`client_patterns`'
+        # default in rest/client/_base.py; sync.py SyncRestServlet, events.py, initial_sync.py, room.py
+        # RoomInitialSyncRestServlet); docs/workers.md's nginx example leaves it out, to main.
+        f"^/_matrix/client/{_V3}/sync$",
+        f"^/_matrix/client/{_V}/events$",
+        f"^/_matrix/client/{_V}/initialSync$",
+        f"^/_matrix/client/{_V}/rooms/[^/]+/initialSync$",
         "^/_matrix/client/unstable/org.matrix.simplified_msc3575/sync$",
     ),
     *_routes(
@@ -150,10 +153,10 @@ ROUTES: tuple[Route, ...] = (
     *_routes(
         "media-repository",
         "user",
-        "media (docs/workers.md: synapse.app.media_repository; main runs without the media repo)",
+        "media (docs/workers.md: synapse.app.media_repository; main runs without the media repo). Not the docs'"
+        " /_synapse/media/: Synapse 1.163 mounts nothing there (app/generic_worker.py, media resource)",
         "^/_matrix/media/",
         "^/_matrix/client/v1/media/",
-        "^/_synapse/media/",
         "^/_synapse/admin/v1/purge_media_cache$",
         "^/_synapse/admin/v1/room/.*/media.*$",
         "^/_synapse/admin/v1/user/.*/media.*$",
@@ -218,25 +221,39 @@ ROUTES: tuple[Route, ...] = (
         "^/_matrix/client/v1/rooms/.*/threads$",
         f"^/_matrix/client/{_V}/rooms/.*/event/",
         "^/_matrix/client/v1/rooms/.*/timestamp_to_event$",
-        "^/_matrix/client/(api/v1|r0|v3|unstable/.*)/rooms/.*/aliases",
+        # No api/v1: RoomAliasListServlet registers (r0|v3) and unstable/org.matrix.msc2432 (rest/client/room.py).
+        "^/_matrix/client/(r0|v3|unstable/.*)/rooms/.*/aliases",
         f"^/_matrix/client/{_V}/rooms/.*/redact",
         f"^/_matrix/client/{_V}/rooms/.*/send",
         f"^/_matrix/client/{_V}/rooms/.*/state/",
-        f"^/_matrix/client/{_V}/rooms/.*/(join|invite|leave|ban|unban|kick)$",
+        # (/|$): the PUT form with a transaction id (room.py RoomMembershipRestServlet, register_txn_path).
+        f"^/_matrix/client/{_V}/rooms/.*/(join|invite|leave|ban|unban|kick)(/|$)",
         f"^/_matrix/client/{_V}/rooms/.*/messages$",
     ),
     *_routes(
         "generic-worker",
         "user",
         "client requests any worker serves (docs/workers.md, synapse.app.generic_worker)",
-        f"^/_matrix/client/{_V}/createRoom$",
+        # (/|$): the PUT form with a transaction id (rest/client/room.py RoomCreateRestServlet).
+        f"^/_matrix/client/{_V}/createRoom(/|$)",
         f"^/_matrix/client/{_V}/publicRooms$",
         "^/_matrix/client/unstable/im.nheko.summary/summary/.*$",
+        # The other two forms RoomSummaryRestServlet registers (rest/client/room.py).
+        "^/_matrix/client/unstable/im.nheko.summary/rooms/.*/summary$",
+        "^/_matrix/client/v1/room_summary/.*$",
+        # GET /events/{eventId} (rest/client/events.py EventRestServlet, registered on workers).
+        f"^/_matrix/client/{_V}/events/",
+        # Registered on workers (rest/client/appservice_ping.py; rest/client/delayed_events.py keeps
+        # only restart and the reads on workers; rest/admin/__init__.py UserRestServletV2Get).
+        "^/_matrix/client/(v1|unstable)/appservice/.*/ping$",
+        "^/_matrix/client/unstable/org.matrix.msc4140/delayed_events/[^/]+/restart$",
         f"^/_matrix/client/{_V3}/account/3pid$",
         f"^/_matrix/client/{_V3}/account/whoami$",
         f"^/_matrix/client/{_V3}/account/deactivate$",
         "^/_matrix/client/(r0|v3)/delete_devices$",
-        f"^/_matrix/client/{_V}/devices(/|$)",
+        # No api/v1 on devices, signatures or knock; device_signing is v3 only (rest/client/devices.py,
+        # keys.py SignaturesUploadServlet, SigningKeyUploadServlet releases=("v3",), knock.py).
+        f"^/_matrix/client/{_V3}/devices(/|$)",
         "^/_matrix/client/versions$",
         f"^/_matrix/client/{_V}/voip/turnServer$",
         f"^/_matrix/client/{_V}/joined_rooms$",
@@ -251,15 +268,15 @@ ROUTES: tuple[Route, ...] = (
         f"^/_matrix/client/{_V3}/keys/claim$",
         f"^/_matrix/client/{_V3}/room_keys/",
         f"^/_matrix/client/{_V3}/keys/upload",
-        f"^/_matrix/client/{_V}/keys/device_signing/upload$",
-        f"^/_matrix/client/{_V}/keys/signatures/upload$",
+        "^/_matrix/client/(v3|unstable)/keys/device_signing/upload$",
+        f"^/_matrix/client/{_V3}/keys/signatures/upload$",
         f"^/_matrix/client/{_V}/login$",
         f"^/_matrix/client/{_V3}/register$",
         f"^/_matrix/client/{_V3}/register/available$",
-        "^/_matrix/client/v1/register/m.login.registration_token/validity$",
+        "^/_matrix/client/(v1|unstable)/register/m.login.registration_token/validity$",
         f"^/_matrix/client/{_V3}/password_policy$",
         f"^/_matrix/client/{_V}/join/",
-        f"^/_matrix/client/{_V}/knock/",
+        f"^/_matrix/client/{_V3}/knock/",
         f"^/_matrix/client/{_V}/profile/",
         f"^/_matrix/client/{_V3}/user_directory/search$",
     ),
@@ -271,6 +288,13 @@ ROUTES: tuple[Route, ...] = (
         "^/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
         f"^/_matrix/client/{_V3}/.*/tags",
         f"^/_matrix/client/{_V3}/.*/account_data",
+        methods=("GET",),
+    ),
+    *_routes(
+        "generic-worker",
+        "user",
+        "reads a worker serves; writes stay on main (rest/admin/__init__.py: UserRestServletV2Get on workers)",
+        "^/_synapse/admin/v2/users/[^/]+$",
         methods=("GET",),
     ),
     *_federation(
@@ -304,6 +328,11 @@ ROUTES: tuple[Route, ...] = (
         "^/_matrix/federation/v1/user/devices/",
         "^/_matrix/key/v2/query",
         "^/_matrix/federation/v1/hierarchy/",
+        # Registered on workers, not in docs/workers.md (federation/transport/server/federation.py
+        # RoomComplexityServlet, On3pidBindServlet; __init__.py OpenIdUserInfo).
+        "^/_matrix/federation/unstable/rooms/.*/complexity$",
+        "^/_matrix/federation/v1/3pid/onbind$",
+        "^/_matrix/federation/v1/openid/userinfo$",
     ),
 )
 
