@@ -384,9 +384,8 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         db_pool=DbPool(1, 2),
         monitoring="stream latency < 100 ms, replication lag < 1 s",
         default_off=(
-            "Synapse writes thread subscriptions only through the experimental MSC4306 endpoints, which "
-            "are off unless experimental_features.msc4306_enabled is set: with them off this pod would "
-            "idle and every change to it would restart every process"
+            "Synapse serves thread subscriptions only with the experimental MSC4306 on; pinning this "
+            "writer turns it on for every process (an experimental API is the operator's choice)"
         ),
     ),
 )

@@ -60,6 +60,10 @@ def shared_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         "redis": redis,
         **topology.as_config(),
     }
+    if "thread_subscriptions" in topology.stream_writers:
+        # Synapse registers the thread-subscription endpoints only with MSC4306 on
+        # (synapse/rest/client/thread_subscriptions.py): deploying their writer is the operator's opt-in.
+        config["experimental_features"] = {"msc4306_enabled": True}
     if not settings.federation.enabled:
         # An empty whitelist refuses every remote server; no key server is asked either.
         config["federation_domain_whitelist"] = []

@@ -159,9 +159,7 @@ ROUTES: tuple[Route, ...] = (
         "^/_matrix/client/v1/media/",
         "^/_synapse/admin/v1/purge_media_cache$",
         "^/_synapse/admin/v1/room/.*/media.*$",
-        "^/_synapse/admin/v1/user/.*/media.*$",
         "^/_synapse/admin/v1/media/.*$",
-        "^/_synapse/admin/v1/quarantine_media/.*$",
         "^/_synapse/admin/v1/users/.*/media$",
     ),
     *_federation(
@@ -188,11 +186,12 @@ ROUTES: tuple[Route, ...] = (
         "device-lists-writer",
         "user",
         "a device_lists stream writer (docs/workers.md: the `device_lists` stream, several writers)",
-        "^/_matrix/client/(r0|v3)/delete_devices$",
-        f"^/_matrix/client/{_V}/devices(/|$)",
+        # The versions Synapse registers (see the generic worker's copy below), not the docs' wider ones.
+        f"^/_matrix/client/{_V3}/delete_devices$",
+        f"^/_matrix/client/{_V3}/devices(/|$)",
         f"^/_matrix/client/{_V3}/keys/upload",
-        f"^/_matrix/client/{_V}/keys/device_signing/upload$",
-        f"^/_matrix/client/{_V}/keys/signatures/upload$",
+        "^/_matrix/client/(v3|unstable)/keys/device_signing/upload$",
+        f"^/_matrix/client/{_V3}/keys/signatures/upload$",
     ),
     *_routes(
         "thread-subscriptions-writer",
@@ -250,7 +249,7 @@ ROUTES: tuple[Route, ...] = (
         f"^/_matrix/client/{_V3}/account/3pid$",
         f"^/_matrix/client/{_V3}/account/whoami$",
         f"^/_matrix/client/{_V3}/account/deactivate$",
-        "^/_matrix/client/(r0|v3)/delete_devices$",
+        f"^/_matrix/client/{_V3}/delete_devices$",
         # No api/v1 on devices, signatures or knock; device_signing is v3 only (rest/client/devices.py,
         # keys.py SignaturesUploadServlet, SigningKeyUploadServlet releases=("v3",), knock.py).
         f"^/_matrix/client/{_V3}/devices(/|$)",
@@ -326,6 +325,8 @@ ROUTES: tuple[Route, ...] = (
         "^/_matrix/federation/v1/timestamp_to_event/",
         "^/_matrix/federation/v1/exchange_third_party_invite/",
         "^/_matrix/federation/v1/user/devices/",
+        # Registered on workers though the docs do not list them; the client forms are on their list.
+        "^/_matrix/federation/v1/user/keys/(query|claim)$",
         "^/_matrix/key/v2/query",
         "^/_matrix/federation/v1/hierarchy/",
         # Registered on workers, not in docs/workers.md (federation/transport/server/federation.py

@@ -93,9 +93,8 @@ def homeserver(
     workdir: Path,
     stub: Stub,
 ) -> Homeserver:
-    """The e2e plan with three test-only additions on every process: an appservice registration
-    pointing at the stub, loopback allowed as a push-gateway destination, and MSC4306 on (Synapse
-    registers the thread-subscription servlets only then)."""
+    """The e2e plan with two test-only additions on every process: an appservice registration pointing
+    at the stub, and loopback allowed as a push-gateway destination."""
     registration = workdir / "appservice.yaml"
     registration.write_text(
         yaml.safe_dump(
@@ -117,7 +116,6 @@ def homeserver(
     extra = {
         "app_service_config_files": [str(registration)],
         "ip_range_whitelist": ["127.0.0.0/8"],
-        "experimental_features": {"msc4306_enabled": True},
     }
     plan = topology_settings(loopback, persisters=2)
     return start_homeserver(plan, postgres, loopback, processes, workdir, extra)
