@@ -105,3 +105,97 @@ def test_the_synchrotron_scenario_really_changes_replicas() -> None:
     assert set(changes) == {"synchrotron", "generic-worker"}
     assert (changes["synchrotron"].old["replicas"], changes["synchrotron"].new["replicas"]) == (15, 16)
     assert changes["generic-worker"].old["replicas"] == changes["generic-worker"].new["replicas"] == 13
+
+
+# Phase 4 (11,500 CCU): every duty beyond the guide runs on its own workers (thread subscriptions off).
+LARGE: dict[str, Any] = {"ccu": "11500"}
+LARGE_IN_ORDER = [
+    # writers: streams and hash-sharded sets, table order
+    "event-persister",
+    "typing-writer",
+    "todevice-writer",
+    "receipts-writer",
+    "presence-writer",
+    "pusher",
+    "account-data-writer",
+    "push-rules-writer",
+    "device-lists-writer",
+    "main",
+    # readers
+    "synchrotron",
+    "generic-worker",
+    "media-repository",
+    "background-worker",
+    "user-directory",
+    "appservice-sender",
+]
+# Which duties are hash-sharded membership lists (Synapse hashes over them: old and new members must
+# never run side by side) and which only need their pods rolled, from synapse/config/workers.py and
+# synapse/handlers/device.py: pusher_instances is a ShardedWorkerHandlingConfig; device_lists writers
+# are picked at random per request; the single-instance duties have no list to shard.
+DUTY_SCENARIOS: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
+    ("one more pusher", {"workers": {"pusher": {"replicas": 3}}}, LARGE_IN_ORDER, ["pusher"]),
+    ("one more device-lists writer", {"workers": {"device-lists-writer": {"replicas": 3}}}, LARGE_IN_ORDER, []),
+    (
+        "a pusher's own setting",
+        {"workers": {"pusher": {"resources": {"requests": {"cpu": "200m"}}}}},
+        ["pusher"],
+        [],
+    ),
+    (
+        "the user directory back on main",
+        {"workers": {"user-directory": {"replicas": 0}}},
+        [c for c in LARGE_IN_ORDER if c != "user-directory"],
+        [],
+    ),
+    # 11,600 CCU: more synchrotrons, the same stream writers (receipts stay ceil(11600 / 2000) = 6).
+    ("more load, same duty sizes (ccu 11500 → 11600)", {"ccu": "11600"}, [], []),
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "change", "restarts", "replaced"), DUTY_SCENARIOS, ids=[s[0] for s in DUTY_SCENARIOS]
+)
+def test_duty_restarts_on_plan_data(
+    scenario: str, change: dict[str, Any], restarts: list[str], replaced: list[str]
+) -> None:
+    old = build_plan(settings_for(**LARGE))
+    new = build_plan(settings_for(**{**LARGE, **change}))
+    result = compare(old, new)
+    assert list(result.restarts) == restarts
+    assert list(result.replaced) == replaced
+    assert result.maintenance_window is ("main" in restarts)
+
+
+def test_crossing_into_phase_3_hands_the_duties_to_workers_and_restarts_everything() -> None:
+    old = build_plan(settings_for(ccu=5000))
+    new = build_plan(settings_for(ccu=5001))
+    result = compare(old, new)
+    assert "main" in result.restarts and result.maintenance_window
+    assert not {s.spec.name for s in old.sizes if s.deployed and s.spec.beyond_guide}
+    added = {s.spec.name for s in new.sizes if s.deployed and s.spec.beyond_guide}
+    assert added == {
+        "pusher",
+        "background-worker",
+        "user-directory",
+        "appservice-sender",
+        "account-data-writer",
+        "push-rules-writer",
+        "device-lists-writer",
+    }
+
+
+@pytest.mark.parametrize(
+    ("scenario", "change", "restarts", "replaced"),
+    [s for s in DUTY_SCENARIOS if s[0] in ("one more device-lists writer", "a pusher's own setting")],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_duty_restarts_match_what_the_program_registers(
+    scenario: str, change: dict[str, Any], restarts: list[str], replaced: list[str]
+) -> None:
+    before = _templates(base_values(**LARGE))
+    after = _templates(base_values(**{**LARGE, **change}))
+    changed = {part for part in after if before.get(part) != after[part]}
+    # The router names each pod of a routed StatefulSet class: a new device-lists writer is a new server.
+    router = {"router"} if "device-lists-writer" in change.get("workers", {}) and restarts else set()
+    assert changed == set(restarts) | router
