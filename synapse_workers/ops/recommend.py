@@ -380,7 +380,8 @@ def _flags(old: Plan, new: Plan, measured: Measured) -> tuple[Flag, ...]:
                 out.append(Flag(part, reading, old_n, new_n, None, advice))
                 continue
             running = max(reading_set.processes, old_n)
-            pin = max(old_n + 1, math.ceil(running * reading.peak / reading.target.limit))
+            # Rounded first: 2 x 1.05 / 0.7 is 3 exactly, not the 3.0000000000000004 floats make of it.
+            pin = max(old_n + 1, math.ceil(round(running * reading.peak / reading.target.limit, 6)))
             advice = (
                 f"its sizing says {new_n} is enough, yet it breaks the guide's target: the formula is wrong "
                 f"for this deployment; pin it (`--pin {part}={pin}`, {running} running x "
