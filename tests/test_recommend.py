@@ -204,6 +204,10 @@ def test_step_is_the_largest_1_2_5_value_within_a_tenth(figure: Any, current: in
         (1100, 880, 900, "down"),
         (100, 12, 20, "down"),
         (100, 0, 10, "down"),  # nobody syncing: the floor is one step, never zero
+        # The README's examples at 20,000 CCU (step 2,000).
+        (20000, 21300, 22000, "up"),
+        (20000, 16500, 20000, "none"),
+        (20000, 15900, 16000, "down"),
     ],
 )
 def test_proposal_follows_the_step_rule(current: int, peak: float, value: int, change: Any) -> None:

@@ -48,7 +48,7 @@ def recommendation_table(rec: Recommendation) -> str:
         lines.append(f"  {c.part} ({c.processes} processes): " + "; ".join(_reading(r) for r in c.readings))
     if rec.flags:
         lines += ["", "Broken targets:"]
-        lines += [f"  {f.part}: {_reading(f.reading)}: {f.advice}" for f in rec.flags]
+        lines += [f"  {f.part}: {_reading(f.reading).removesuffix('  BROKEN')}: {f.advice}" for f in rec.flags]
     if rec.result is not None:
         lines.append(whatif_table(rec.result).rstrip("\n"))
     lines += ["", "Step rule: " + STEP_RULE, ""]
