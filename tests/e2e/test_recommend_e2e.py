@@ -164,6 +164,10 @@ def peak_rate(times: list[float], span: float) -> float:
     return best / span
 
 
+def total(client: Prometheus, query: str) -> float:
+    return sum(s.value for s in client.query(query))
+
+
 def wait_for(what: str, found: Any, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -204,9 +208,8 @@ def test_recommend_measures_the_load_driven_through_the_router(
     # Every Synapse process is scraped under its workload's job before anything is measured.
     jobs = {monitoring.scrape_job(w): sum(1 for c, _, _ in hs.procs.values() if c == w.part) for w in hs.plan.workloads}
     for job, count in jobs.items():
-        wait_for(f"{count} processes of {job} up", lambda j=job, n=count: sum(
-            s.value for s in client.query(f'up{{namespace="{namespace}", job="{j}"}}')
-        ) == n)  # fmt: skip
+        up = f'up{{namespace="{namespace}", job="{job}"}}'
+        wait_for(f"{count} processes of {job} up", lambda q=up, n=count: total(client, q) == n)
 
     secret = (workdir / "secrets" / SECRET_FILES["registrationSharedSecret"]).read_text()
     sender = register(base, secret, "sender")
@@ -220,9 +223,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
     ccu_now = monitoring.sync_users(sync_workloads(hs.plan), namespace)
     args = ["recommend", "--stack", STACK, "--prometheus", prometheus, "--project-dir", str(project)]
     with Syncers(base, accounts) as syncers:
-        wait_for(f"{SYNCING_USERS} users on the notifier", lambda: any(
-            s.value == SYNCING_USERS for s in client.query(ccu_now)
-        ))  # fmt: skip
+        wait_for(f"{SYNCING_USERS} users on the notifier", lambda: total(client, ccu_now) == SYNCING_USERS)
         sent_at = send_messages(base, sender["access_token"], room_id)
         time.sleep(3)  # the last sends persisted and scraped
         code, out, err = cli([*args, "--window", WINDOW, "--json"], capsys)
