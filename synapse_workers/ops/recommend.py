@@ -230,7 +230,7 @@ def measure(stack: str, plan: Plan, prometheus: PrometheusLike, window_text: str
     messages, _ = _value(
         stack, prometheus, queries["messagesPerSecond"], "synapse_storage_events_persisted_events_sep_total",
         [monitoring.scrape_job(w) for w in writers], plan, window,
-        "the event persisters; the counter appears with the first message a process persists",
+        "the `events` stream writers; the counter appears with the first message a process persists",
     )  # fmt: skip
     servers: float | None = None
     if plan.settings.federation.enabled:

@@ -30,7 +30,7 @@ from synapse_workers.kube import monitoring
 from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
 from synapse_workers.model.stack_config import read_stack_file
 from synapse_workers.ops.prometheus import Prometheus
-from synapse_workers.ops.recommend import STEP_RULE, sync_workloads
+from synapse_workers.ops.recommend import STEP_RULE, event_writers, sync_workloads
 from synapse_workers.plan import build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT
 from tests.e2e.prometheus import BINARY, start_prometheus
@@ -49,6 +49,9 @@ SENDERS = 4
 WINDOW = "45s"
 """Covers the whole load (about 20 s of sending after the syncers settle) at a 1 s scrape; a rate then
 averages 15 s (a third of the window), which the sending outlasts."""
+QUIET_SECONDS = 8
+"""The pause between the end of the load and `recommend`: the latest average then holds about half the
+load, so an instant reading would miss the tolerance by far, and the window still holds all of it."""
 TOLERANCE = 0.15
 """How far the measured message rate may sit from the client's own peak rate over the same span:
 Prometheus extrapolates `rate()` to the range's edges, and a message counts when persisted, a little
@@ -225,7 +228,10 @@ def test_recommend_measures_the_load_driven_through_the_router(
     with Syncers(base, accounts) as syncers:
         wait_for(f"{SYNCING_USERS} users on the notifier", lambda: total(client, ccu_now) == SYNCING_USERS)
         sent_at = send_messages(base, sender["access_token"], room_id)
-        time.sleep(3)  # the last sends persisted and scraped
+        # Long enough after the load that the latest 15 s average has fallen well below it: only a peak
+        # over the window still sees the driven rate.
+        time.sleep(QUIET_SECONDS)
+        instant = total(client, monitoring.messages_rate(event_writers(hs.plan), namespace, "15s"))
         code, out, err = cli([*args, "--window", WINDOW, "--json"], capsys)
         assert code == 0, err
         text_code, text, text_err = cli([*args, "--window", WINDOW], capsys)
@@ -239,6 +245,8 @@ def test_recommend_measures_the_load_driven_through_the_router(
     driven_peak = peak_rate(sent_at, rate_seconds)
     driven_mean = len(sent_at) / (sent_at[-1] - sent_at[0])
 
+    assert measured["rateRange"] == "15s"
+    assert instant < (1 - TOLERANCE) * driven_peak, (instant, driven_peak)
     # Concurrent users: exactly the users long-polling /sync (the sender never syncs).
     assert measured["ccu"] == SYNCING_USERS
     # Messages per second: the client's own peak over the same span, within TOLERANCE.
@@ -257,6 +265,17 @@ def test_recommend_measures_the_load_driven_through_the_router(
     assert changes["messagesPerSecond"]["change"] == "up"
     assert changes["federatedServers"] == {"from": 1, "to": 1, "step": 1, "change": "none"}
     assert recommended["rule"] == STEP_RULE
+
+    # Every target query finds real Synapse series: CPU on every workload, and the latencies and the
+    # persister rate where this load made requests of that kind (initial syncs, sends, persisted events).
+    for part, found in measured["classes"].items():
+        assert found["targets"][monitoring.CPU_HIGH]["peak"] > 0, part
+    for part, alert in (
+        ("synchrotron", monitoring.SYNC_LATENCY),
+        ("generic-worker", monitoring.CLIENT_LATENCY),
+        ("event-persister", monitoring.PERSISTER_RATE),
+    ):
+        assert measured["classes"][part]["targets"][alert]["peak"] > 0, (part, alert)
 
     # Every broken target is reported, with a pin where the class can take one; none is dropped.
     flagged = {(f["class"], f["target"]) for f in recommended["flags"]}
@@ -325,6 +344,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
         "driven_mean_rate": round(driven_mean, 2),
         "driven_peak_rate": round(driven_peak, 2),
         "measured_rate": measured["messagesPerSecond"],
+        "instant_rate_after_load": round(instant, 2),
         "rate_range": measured["rateRange"],
         "flags": sorted(f"{c}:{t}" for c, t in flagged),
         "seconds": round(time.monotonic() - started, 1),
