@@ -566,3 +566,17 @@ def test_from_recommendation_takes_no_other_figures(tmp_path: Path, capsys: pyte
     argv = ["scale", "--stack", STACK, "--from-recommendation", "x.json", "--ccu", "5", "--project-dir", str(tmp_path)]
     code, out, err = run(argv, capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and "--from-recommendation" in err
+
+
+def test_static_scrape_jobs_are_the_service_monitors() -> None:
+    """A Prometheus without the Operator, configured from `static_scrape_configs`, labels its targets as
+    the Operator labels the ServiceMonitors' targets, so every query here reads the same in both."""
+    plan = build_plan(load_settings("t", base_values(ccu=5000, monitoring={"enabled": True}, namespace="chat")))
+    addresses = {w.part: [(f"{w.name}-0", f"10.0.0.{i}:9090")] for i, w in enumerate(plan.workloads)}
+    configs = monitoring.static_scrape_configs(plan, addresses, "15s")
+    monitors = [m for m in monitoring.monitoring_manifests(plan) if m["kind"] == "ServiceMonitor"]
+    assert sorted(c["job_name"] for c in configs) == sorted(m["metadata"]["name"] for m in monitors)
+    for config in configs:
+        assert config["metrics_path"] == monitoring.METRICS_PATH and config["scrape_interval"] == "15s"
+        (static,) = config["static_configs"]
+        assert static["labels"]["namespace"] == "chat" and static["labels"]["pod"].endswith("-0")
