@@ -580,3 +580,25 @@ def test_static_scrape_jobs_are_the_service_monitors() -> None:
         assert config["metrics_path"] == monitoring.METRICS_PATH and config["scrape_interval"] == "15s"
         (static,) = config["static_configs"]
         assert static["labels"]["namespace"] == "chat" and static["labels"]["pod"].endswith("-0")
+
+
+def test_without_federation_no_server_count_is_asked_or_proposed(
+    tmp_path: Path, serve: Callable[[Answers], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = write_stack(tmp_path, federation={"enabled": False})
+    answers = Answers(plan, {"ccu": 2600, "messagesPerSecond": 40})
+    code, out, err = run(recommend_args(tmp_path, serve(answers), "--json"), capsys)
+    assert code == 0, err
+    document = json.loads(out)
+    assert not any("known_servers" in q for q in answers.asked)
+    assert "federatedServers" not in document["measured"] and "federatedServers" not in document["stack"]
+    assert set(document["recommended"]["changes"]) == {"ccu", "messagesPerSecond"}
+    # By hand: 1,000 CCU (step 100): 2,600 is 2,600, up. 50 msg/s (step 5): 40 is 40, two steps down.
+    assert document["recommended"]["changes"]["ccu"]["to"] == 2600
+    assert document["recommended"]["changes"]["messagesPerSecond"] == {
+        "from": 50,
+        "to": 40,
+        "step": 5,
+        "change": "down",
+    }
+    assert "--federated-servers" not in document["command"]
