@@ -1,4 +1,4 @@
-"""`synapse-workers plan|render|scale|promote`: the capacity plan and the manifests, without an engine or cluster.
+"""`synapse-workers plan|render|scale|recommend|promote`: the capacity plan, the manifests, and changes to them.
 
 Both read `Pulumi.<stack>.yaml` as the Pulumi CLI would. Any bad input ends in one line on stderr and
 a non-zero exit, before anything is written.
@@ -13,12 +13,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
+
+import yaml
 
 from synapse_workers.cli.report import plan_json, plan_table
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.stack_config import PROJECT_DIR, StackFileError, read_stack_file
 from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
+from synapse_workers.ops.prometheus import Prometheus, PrometheusError
+from synapse_workers.ops.recommend import Saved, measure, read_saved, recommend, recommendation_json
 from synapse_workers.ops.whatif import compare, whatif_json, whatif_table
 from synapse_workers.plan import Plan
 
@@ -70,8 +74,28 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--messages-per-second", dest="messages_per_second")
     scale.add_argument("--federated-servers", dest="federated_servers")
     scale.add_argument("--pin", action="append", type=_parse_pin, default=[], metavar="CLASS=REPLICAS")
-    scale.add_argument("--reason", required=True, help="why: it goes into the scaling history")
+    scale.add_argument("--reason", help="why: it goes into the scaling history (required unless --from-recommendation)")
+    scale.add_argument(
+        "--from-recommendation",
+        dest="from_recommendation",
+        type=Path,
+        metavar="FILE",
+        help="apply a saved `recommend --json` and record its measurements in the history",
+    )
     scale.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+    recommend = commands.add_parser(
+        "recommend",
+        help="measure the stack's load in Prometheus and propose the scale change",
+        description="measure the stack's load in Prometheus (peak over a window) and propose the scale change",
+    )
+    recommend.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    recommend.add_argument("--prometheus", required=True, metavar="URL", help="Prometheus base URL")
+    recommend.add_argument("--window", default="15m", help="how far back to look for the peak (default 15m)")
+    recommend.add_argument("--json", action="store_true", help="print JSON (save it for scale --from-recommendation)")
+    recommend.add_argument("--bearer-token-file", dest="bearer_token_file", type=Path, metavar="FILE")
+    recommend.add_argument("--ca-bundle", dest="ca_bundle", type=Path, metavar="FILE", help="PEM CAs for https")
+    recommend.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    recommend.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     promote = commands.add_parser(
         "promote",
         help="preview and update staging, check it, then prod (Pulumi Automation API; needs the Pulumi CLI)",
@@ -89,9 +113,74 @@ def _scale_command(args: argparse.Namespace) -> None:
         federated_servers=args.federated_servers,
         pins=tuple(args.pin),
     )
-    done = scale(args.project_dir, args.stack, change, args.reason, datetime.now(UTC))
+    reason, measured = args.reason, None
+    if args.from_recommendation is not None:
+        if not change.is_empty() or reason is not None:
+            raise UsageError(
+                "synapse-workers scale: --from-recommendation takes its figures, pins and reason from the file; "
+                "give none of --ccu, --messages-per-second, --federated-servers, --pin, --reason with it"
+            )
+        saved = _saved_recommendation(args)
+        change, reason, measured = saved.change, saved.reason, saved.measured
+    elif reason is None:
+        raise UsageError("synapse-workers scale: the following arguments are required: --reason")
+    done = scale(args.project_dir, args.stack, change, reason, datetime.now(UTC), measured)
     sys.stdout.write(whatif_table(done.result))
     print(f"\nwrote Pulumi.{args.stack}.yaml and appended to {HISTORY_FILE}; next: pulumi preview --stack {args.stack}")
+
+
+def _saved_recommendation(args: argparse.Namespace) -> Saved:
+    path: Path = args.from_recommendation
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(
+            args.stack, "--from-recommendation", str(path), "a file saved from `recommend --json`", error.strerror or ""
+        ) from None
+    values, secret_keys = _stack_values(args)
+    plan = plan_with_flags(args.stack, values, secret_keys, {})
+    return read_saved(args.stack, str(path), text, plan)
+
+
+def _recommend_command(args: argparse.Namespace) -> None:
+    from synapse_workers.cli.recommend_report import recommendation_table  # noqa: PLC0415
+    from synapse_workers.ops.scale import HISTORY_FILE  # noqa: PLC0415
+
+    values, secret_keys = _stack_values(args)
+    plan = plan_with_flags(args.stack, values, secret_keys, {})
+    try:
+        prometheus = Prometheus(args.prometheus, args.bearer_token_file, args.ca_bundle, args.timeout)
+        measured = measure(args.stack, plan, prometheus, args.window)
+    except PrometheusError as error:
+        raise ConfigError(
+            args.stack, error.flag, error.value, _ALLOWED.get(error.flag, "a working value"), error.problem
+        ) from None
+    history = _history(args.stack, args.project_dir / HISTORY_FILE)
+    rec = recommend(args.stack, plan, values, secret_keys, measured, history)
+    if args.json:
+        sys.stdout.write(json.dumps(recommendation_json(rec), indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(recommendation_table(rec))
+
+
+_ALLOWED = {
+    "--prometheus": "the base URL of a reachable Prometheus HTTP API, e.g. http://prometheus.monitoring:9090",
+    "--bearer-token-file": "a readable file holding the bearer token",
+    "--ca-bundle": "a readable PEM file of CA certificates",
+}
+
+
+def _history(stack: str, path: Path) -> list[dict[str, Any]]:
+    """The scaling history's records; an unreadable one is refused rather than silently ignored."""
+    if not path.exists():
+        return []
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        raise ConfigError(
+            stack, "scaling history", str(path), "the YAML list `scale` appends to", "unreadable"
+        ) from None
+    return [r for r in loaded or [] if isinstance(r, dict)]
 
 
 def _stack_values(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[str]]:
@@ -129,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "scale":
             _scale_command(args)
+            return 0
+        if args.command == "recommend":
+            _recommend_command(args)
             return 0
         if args.command == "promote":
             from components.program import run  # noqa: PLC0415 (the Pulumi SDK, only for this command)

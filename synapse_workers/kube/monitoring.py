@@ -10,12 +10,14 @@ The metric names are the ones Synapse 1.163.2 exports (the Python metric name, p
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from synapse_workers.kube.manifests import Manifest, labels, selector
 from synapse_workers.kube.rollout import MAIN
 from synapse_workers.kube.workload import Deployed, Workload
+from synapse_workers.model.config_types import quantity
 from synapse_workers.model.settings import Settings
 from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES, WORKER_CLASSES
 
@@ -51,6 +53,10 @@ CPU_OF_REQUESTS = 0.70
 LONG_POLL_SERVLETS = ("SyncRestServlet", "SlidingSyncRestServlet", "EventStreamRestServlet")
 """Servlets that hold a request open until events arrive or the client's timeout (often 30 s) runs out:
 their response time measures how quiet the rooms are, not how loaded the worker is."""
+
+SYNC_LATENCY_MATCHERS: dict[str, str] = {"servlet": "SyncRestServlet", "tag": "~sync_v2:(initial_sync|full_state_sync)"}
+"""Only the syncs Synapse answers without long-polling (see `_sync_latency`)."""
+CLIENT_LATENCY_MATCHERS: dict[str, str] = {"servlet": "!~" + "|".join(LONG_POLL_SERVLETS)}
 
 STREAM_OF_CLASS: dict[str, str] = {
     "event-persister": "events",
@@ -192,20 +198,39 @@ def _name_of(workload: Workload, kind: str) -> str:
     return manifest["metadata"]["name"]  # type: ignore[no-any-return]
 
 
-def _job(workload: Workload) -> str:
-    """The Service name: with no `jobLabel`, the Prometheus Operator sets `job` to it."""
+def scrape_job(workload: Workload) -> str:
+    """The Service name: with no `jobLabel`, the Prometheus Operator sets `job` to it. Every query of
+    this module selects on it, so a Prometheus configured without the Operator must use it too
+    (`static_scrape_configs`)."""
     return _name_of(workload, "Service")
+
+
+_job = scrape_job
+
+
+def latency_p95(workload: Workload, namespace: str, extra: dict[str, str], rate_range: str = "5m") -> str:
+    """Class-wide p95 of the requests `extra` selects, in seconds: the alerts' and `recommend`'s."""
+    selector_text = _matchers(namespace=namespace, job=_job(workload), **extra)
+    return (
+        "histogram_quantile(0.95, sum by (namespace, le) "
+        f"(rate(synapse_http_server_response_time_seconds_bucket{{{selector_text}}}[{rate_range}])))"
+    )
+
+
+def persisted_events_rate(workload: Workload, namespace: str, rate_range: str = "5m") -> str:
+    """Events persisted per second by each pod of `workload` (counted in PersistEventsStore, which only
+    runs on the `events` stream writers)."""
+    return (
+        "sum by (namespace, pod) (rate(synapse_storage_events_persisted_events_total"
+        f"{{{_matchers(namespace=namespace, job=_job(workload))}}}[{rate_range}]))"
+    )
 
 
 def _latency_alert(
     name: str, workload: Workload, namespace: str, extra: dict[str, str], threshold: float, what: str, advice: str
 ) -> Alert:
     # Class-wide p95, as a user of the class sees it; per-pod p95 at low traffic is mostly noise.
-    selector_text = _matchers(namespace=namespace, job=_job(workload), **extra)
-    expr = (
-        "histogram_quantile(0.95, sum by (namespace, le) "
-        f"(rate(synapse_http_server_response_time_seconds_bucket{{{selector_text}}}[5m]))) > {threshold:g}"
-    )
+    expr = f"{latency_p95(workload, namespace, extra)} > {threshold:g}"
     return Alert(
         name=name,
         worker_class=workload.part,
@@ -228,7 +253,7 @@ def _sync_latency(workload: Workload, namespace: str) -> Alert:
         SYNC_LATENCY,
         workload,
         namespace,
-        {"servlet": "SyncRestServlet", "tag": "~sync_v2:(initial_sync|full_state_sync)"},
+        SYNC_LATENCY_MATCHERS,
         SYNC_P95_SECONDS,
         "/sync (initial and full-state)",
         "If SynapseHpaAtMaximum fires for synchrotron, the HPA cannot add pods: raise its ceiling "
@@ -243,7 +268,7 @@ def _client_latency(workload: Workload, namespace: str) -> Alert:
         CLIENT_LATENCY,
         workload,
         namespace,
-        {"servlet": "!~" + "|".join(LONG_POLL_SERVLETS)},
+        CLIENT_LATENCY_MATCHERS,
         CLIENT_P95_SECONDS,
         "Client API",
         "If SynapseHpaAtMaximum fires for generic-worker, raise its ceiling "
@@ -254,11 +279,7 @@ def _client_latency(workload: Workload, namespace: str) -> Alert:
 
 
 def _persister_rate(workload: Workload, namespace: str) -> Alert:
-    # Counted in PersistEventsStore, which only runs on the `events` stream writers.
-    expr = (
-        "sum by (namespace, pod) (rate(synapse_storage_events_persisted_events_total"
-        f"{{{_matchers(namespace=namespace, job=_job(workload))}}}[5m])) > {EVENTS_PER_SECOND_PER_PERSISTER}"
-    )
+    expr = f"{persisted_events_rate(workload, namespace)} > {EVENTS_PER_SECOND_PER_PERSISTER}"
     return Alert(
         name=PERSISTER_RATE,
         worker_class=workload.part,
@@ -512,3 +533,137 @@ def monitoring_manifests(plan: Deployed) -> tuple[Manifest, ...]:
     if not plan.settings.monitoring.enabled:
         return ()
     return (*(service_monitor(plan.settings, w) for w in plan.workloads), prometheus_rule(plan))
+
+
+# --- what `recommend` measures --------------------------------------------------------------------------
+# The same selectors as the alerts (namespace and the ServiceMonitors' `job`), so a figure `recommend`
+# reads is the one an alert would have fired on.
+
+MESSAGE_TYPES = ("m.room.message", "m.room.encrypted")
+"""Event types that are messages. Synapse counts every persisted event by type in
+`synapse_storage_events_persisted_events_sep` (TRACKED_EVENT_TYPES in storage/databases/main/events.py);
+the unlabelled total also counts joins, room creations and other state, which the guide's "messages per
+second" does not mean."""
+
+
+def _jobs(workloads: Sequence[Workload]) -> str:
+    return "~" + "|".join(sorted(_job(w) for w in workloads))
+
+
+def sync_users(workloads: Sequence[Workload], namespace: str) -> str:
+    """Users with a live notifier stream on the processes serving `/sync` (see README, `recommend`)."""
+    return f"sum(synapse_notifier_users{{{_matchers(namespace=namespace, job=_jobs(workloads))}}})"
+
+
+def messages_rate(workloads: Sequence[Workload], namespace: str, rate_range: str) -> str:
+    """Messages persisted per second over the whole stack (local and remote senders alike)."""
+    sel = _matchers(namespace=namespace, job=_jobs(workloads), type="~" + "|".join(MESSAGE_TYPES))
+    return f"sum(rate(synapse_storage_events_persisted_events_sep_total{{{sel}}}[{rate_range}]))"
+
+
+def known_servers(workloads: Sequence[Workload], namespace: str) -> str:
+    """Remote servers sharing a room with us, plus ourselves. Only the process that runs background tasks
+    registers the gauge, and only with `metrics_flags.known_servers`; every job is asked, so the answer
+    does not depend on which process that is."""
+    return f"max(synapse_federation_known_servers{{{_matchers(namespace=namespace, job=_jobs(workloads))}}})"
+
+
+def processes_up(workload: Workload, namespace: str) -> str:
+    """How many of the workload's processes Prometheus scraped successfully."""
+    return f"sum(up{{{_matchers(namespace=namespace, job=_job(workload))}}})"
+
+
+def cpu_request_cores(workload: Workload) -> float:
+    """The CPU request of one process of the workload, as its pod template asks for it."""
+    containers = workload.manifests[0]["spec"]["template"]["spec"]["containers"]
+    (container,) = (c for c in containers if c["name"] == CONTAINER)
+    return float(quantity(container["resources"]["requests"]["cpu"]))
+
+
+def cpu_of_requests(workload: Workload, namespace: str, rate_range: str) -> str:
+    """CPU used per process over its request (0.7 = the guide's 70 %), from Synapse's own CPU counters,
+    which every process exports under the same `job` as its other metrics: this needs neither cAdvisor
+    nor kube-state-metrics (the alert's source) and reads the same on a plain host."""
+    sel = _matchers(namespace=namespace, job=_job(workload))
+    used = (
+        f"rate(process_cpu_user_seconds_total{{{sel}}}[{rate_range}]) "
+        f"+ rate(process_cpu_system_seconds_total{{{sel}}}[{rate_range}])"
+    )
+    return f"avg({used}) / {cpu_request_cores(workload):g}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the guide's targets for a workload, as a query whose value must stay at or below `limit`."""
+
+    alert: str
+    """The alert that watches the same thing (in Kubernetes, through its own sources for CPU)."""
+    what: str
+    metric: str
+    expr: str
+    limit: float
+    unit: str
+
+
+_LATENCY_OF_CLASS: dict[str, tuple[str, dict[str, str], float, str]] = {
+    "synchrotron": (SYNC_LATENCY, SYNC_LATENCY_MATCHERS, SYNC_P95_SECONDS, "/sync p95 (initial and full-state)"),
+    "generic-worker": (CLIENT_LATENCY, CLIENT_LATENCY_MATCHERS, CLIENT_P95_SECONDS, "client API p95"),
+}
+
+
+def targets(workload: Workload, namespace: str, rate_range: str) -> tuple[Target, ...]:
+    """The guide's targets `recommend` checks for a workload: CPU for every one, latency and the
+    persister rate where the alerts watch them."""
+    out = [
+        Target(
+            CPU_HIGH,
+            "CPU of requests",
+            "process_cpu_user_seconds_total",
+            cpu_of_requests(workload, namespace, rate_range),
+            CPU_OF_REQUESTS,
+            "ratio",
+        )
+    ]
+    latency = _LATENCY_OF_CLASS.get(workload.part)
+    if latency is not None:
+        alert, extra, limit, what = latency
+        expr = latency_p95(workload, namespace, extra, rate_range)
+        out.append(Target(alert, what, "synapse_http_server_response_time_seconds_bucket", expr, limit, "seconds"))
+    if workload.part == "event-persister":
+        out.append(
+            Target(
+                PERSISTER_RATE,
+                "events persisted per pod",
+                "synapse_storage_events_persisted_events_total",
+                f"max({persisted_events_rate(workload, namespace, rate_range)})",
+                EVENTS_PER_SECOND_PER_PERSISTER,
+                "events/s",
+            )
+        )
+    return tuple(out)
+
+
+def peak(expr: str, window: str, step: str) -> str:
+    """The highest value `expr` took over the last `window`, evaluated every `step` (a subquery)."""
+    return f"max_over_time(({expr})[{window}:{step}])"
+
+
+def static_scrape_configs(
+    plan: Deployed, addresses: Mapping[str, Sequence[tuple[str, str]]], interval: str
+) -> list[dict[str, Any]]:
+    """Prometheus `scrape_configs` for a Prometheus without the Operator: one job per workload, named
+    and labelled as the ServiceMonitors' targets are (`job`, `namespace`, `pod`), so every query here
+    reads the same. `addresses` maps a workload's part to its (pod, host:port) pairs."""
+    return [
+        {
+            "job_name": _job(workload),
+            "metrics_path": METRICS_PATH,
+            "scrape_interval": interval,
+            "static_configs": [
+                {"targets": [address], "labels": {"namespace": plan.settings.namespace, "pod": pod}}
+                for pod, address in addresses[workload.part]
+            ],
+        }
+        for workload in plan.workloads
+        if workload.part in addresses
+    ]

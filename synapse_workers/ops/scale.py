@@ -9,6 +9,7 @@ unless the new config passes the same validation `pulumi up` applies.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,7 +65,9 @@ def _edit(config: CommentedMap, change: LoadChange) -> None:
         _child(workers, name)["replicas"] = int(replicas)
 
 
-def _record(stack: str, reason: str, now: datetime, old: Plan, new: Plan, change: LoadChange) -> dict[str, Any]:
+def _record(
+    stack: str, reason: str, now: datetime, old: Plan, new: Plan, change: LoadChange, measured: Mapping[str, Any] | None
+) -> dict[str, Any]:
     load: dict[str, str] = {}
     if change.ccu is not None:
         load["ccu"] = f"{old.load.ccu} -> {new.load.ccu}"
@@ -89,10 +92,20 @@ def _record(stack: str, reason: str, now: datetime, old: Plan, new: Plan, change
     }
     if change.pins:
         record["pins"] = {name: int(value) for name, value in change.pins}
+    if measured is not None:
+        # Why, not only what: the measurements a `recommend` based this change on (best practice 5).
+        record["measured"] = dict(measured)
     return record
 
 
-def scale(project_dir: Path, stack: str, change: LoadChange, reason: str, now: datetime) -> Scaled:
+def scale(
+    project_dir: Path,
+    stack: str,
+    change: LoadChange,
+    reason: str,
+    now: datetime,
+    measured: Mapping[str, Any] | None = None,
+) -> Scaled:
     """Validate the change, then write the stack file and append the history record (in that order)."""
     if not reason.strip():
         raise ConfigError(stack, "--reason", reason, "a few words on why (they go into the scaling history)")
@@ -114,7 +127,7 @@ def scale(project_dir: Path, stack: str, change: LoadChange, reason: str, now: d
     buffer = io.StringIO()
     yaml.dump(document, buffer)
 
-    record = _record(stack, reason.strip(), now, old, new, change)
+    record = _record(stack, reason.strip(), now, old, new, change, measured)
     history = project_dir / HISTORY_FILE
     path.write_text(buffer.getvalue(), encoding="utf-8")
     with history.open("a", encoding="utf-8") as handle:

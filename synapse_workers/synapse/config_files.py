@@ -68,6 +68,9 @@ def shared_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         # An empty whitelist refuses every remote server; no key server is asked either.
         config["federation_domain_whitelist"] = []
         config["trusted_key_servers"] = []
+    if settings.federation.enabled:
+        # Exports synapse_federation_known_servers (off by default), which `recommend` reads.
+        config["metrics_flags"] = {"known_servers": True}
     return config
 
 

@@ -24,7 +24,7 @@ import psycopg2
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 START_MARKER = "=== e2e: starting"
-APT_PACKAGES = ("postgresql-15", "redis-server", "haproxy", "pgbouncer")
+APT_PACKAGES = ("postgresql-15", "redis-server", "haproxy", "pgbouncer", "prometheus")
 MAX_CONNECTIONS = 40
 """The server's max_connections: far fewer than the e2e topology's pools would open without PgBouncer."""
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -33,7 +33,7 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def missing_prerequisites() -> list[str]:
     wanted = [PG_BIN / "initdb", PG_BIN / "pg_ctl"]
     missing = [str(p) for p in wanted if not p.exists()]
-    missing += [b for b in ("redis-server", "haproxy", "pgbouncer") if shutil.which(b) is None]
+    missing += [b for b in ("redis-server", "haproxy", "pgbouncer", "prometheus") if shutil.which(b) is None]
     return missing
 
 
