@@ -27,12 +27,8 @@ from synapse_workers.kube import monitoring
 from synapse_workers.model.settings import load_settings
 from synapse_workers.model.stack_config import read_stack_file
 from synapse_workers.model.worker_classes import BY_NAME
-from synapse_workers.ops.recommend import (
-    event_writers,
-    propose,
-    step_for,
-    sync_workloads,
-)
+from synapse_workers.ops.recommend.measure import event_writers, sync_workloads
+from synapse_workers.ops.recommend.proposal import propose, step_for
 from synapse_workers.plan import Plan, build_plan
 from tests.conftest import base_values
 

@@ -22,7 +22,9 @@ from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.stack_config import PROJECT_DIR, StackFileError, read_stack_file
 from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
 from synapse_workers.ops.prometheus import Prometheus, PrometheusError
-from synapse_workers.ops.recommend import Saved, measure, read_saved, recommend, recommendation_json
+from synapse_workers.ops.recommend.document import Saved, read_saved, recommendation_json
+from synapse_workers.ops.recommend.measure import measure
+from synapse_workers.ops.recommend.proposal import recommend
 from synapse_workers.ops.whatif import compare, whatif_json, whatif_table
 from synapse_workers.plan import Plan
 

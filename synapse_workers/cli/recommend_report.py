@@ -6,7 +6,8 @@ from __future__ import annotations
 import shlex
 from datetime import UTC, datetime
 
-from synapse_workers.ops.recommend import STEP_RULE, Reading, Recommendation
+from synapse_workers.ops.recommend.measure import Reading
+from synapse_workers.ops.recommend.proposal import STEP_RULE, Recommendation
 from synapse_workers.ops.whatif import whatif_table
 
 

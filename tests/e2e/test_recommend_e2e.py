@@ -30,7 +30,8 @@ from synapse_workers.kube import monitoring
 from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
 from synapse_workers.model.stack_config import read_stack_file
 from synapse_workers.ops.prometheus import Prometheus
-from synapse_workers.ops.recommend import STEP_RULE, event_writers, sync_workloads
+from synapse_workers.ops.recommend.measure import event_writers, sync_workloads
+from synapse_workers.ops.recommend.proposal import STEP_RULE
 from synapse_workers.plan import build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT
 from tests.e2e.prometheus import BINARY, start_prometheus
