@@ -28,8 +28,17 @@ import yaml
 from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.synapse.topology import CLIENT_PORT
 from tests.e2e.services import Loopback, Postgres, Processes
-from tests.e2e.test_synapse_e2e import db_query, served_requests
-from tests.e2e.topology import MAIN, SERVER_NAME, Homeserver, register, start_homeserver, topology_settings
+from tests.e2e.topology import (
+    MAIN,
+    SERVER_NAME,
+    Homeserver,
+    check_served_by,
+    db_query,
+    register,
+    served_requests,
+    start_homeserver,
+    topology_settings,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +50,7 @@ class Stub:
     base: str
     received: list[tuple[str, str, Any]] = field(default_factory=list)
 
-    def wait_for(self, what: str, found: Callable[[str, str, Any], bool], timeout: float = 45) -> None:
+    def wait_for(self, what: str, found: Callable[[str, str, Any], bool], timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(found(m, p, b) for m, p, b in list(self.received)):
@@ -142,7 +151,7 @@ class Client:
         return str(self.call("PUT", path, {"msgtype": "m.text", "body": text}).json()["event_id"])
 
 
-def eventually(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+def eventually(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -267,10 +276,8 @@ def test_each_duty_runs_on_its_worker_and_not_on_main(
     eventually("the background worker runs the task", lambda: "Task complete: " in processes.current_log(background))
 
     # Who served what, by each process's own access log.
+    check_served_by(processes, hs, DUTY_SERVERS, "expected")
     served = served_requests(processes, hs)
-    for pattern, expected in DUTY_SERVERS:
-        where = {hs.procs[name][0] for name, lines in served.items() if any(re.match(pattern, x) for x in lines)}
-        assert where == {expected}, f"{pattern}: served by {where or 'nobody'}, expected {expected}"
     quarantine_pods = {n for n, lines in served.items() if any("/admin/v1/media/quarantine/" in x for x in lines)}
     assert quarantine_pods == {"synapse-media-repository-0"}
 

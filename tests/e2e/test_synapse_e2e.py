@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 import requests
 import yaml
@@ -43,11 +42,13 @@ from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.synapse.topology import CLIENT_PORT
-from tests.e2e.services import CHECK_APPLICATION, MAX_CONNECTIONS, Loopback, Postgres, Processes
+from tests.e2e.services import MAX_CONNECTIONS, Loopback, Postgres, Processes
 from tests.e2e.topology import (
     MAIN,
     SERVER_NAME,
     Homeserver,
+    check_served_by,
+    db_query,
     register,
     start_synapse,
     topology_settings,
@@ -184,31 +185,9 @@ DOCUMENTED_SERVERS: tuple[tuple[str, str], ...] = (
     (r"POST /_synapse/admin/v1/register", "main"),
 )
 
-ACCESS = re.compile(r"Processed request: .*?\"(GET|PUT|POST|DELETE|OPTIONS) (\S+) HTTP")
-
-
-def served_requests(processes: Processes, hs: Homeserver) -> dict[str, list[str]]:
-    """Per process: the requests its own access log says it processed, as 'METHOD path'."""
-    return {name: [f"{m} {p}" for m, p in ACCESS.findall(processes.log(name))] for name in hs.procs}
-
 
 def check_served_by_documented_class(processes: Processes, hs: Homeserver) -> None:
-    served = served_requests(processes, hs)
-    for pattern, expected in DOCUMENTED_SERVERS:
-        where = {hs.procs[name][0] for name, lines in served.items() if any(re.match(pattern, x) for x in lines)}
-        assert where == {expected}, f"{pattern}: served by {where or 'nobody'}, docs say {expected}"
-
-
-def db_query(pg: Postgres, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(
-        host=pg.host, port=pg.port, user="synapse", dbname="synapse", application_name=CHECK_APPLICATION
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
+    check_served_by(processes, hs, DOCUMENTED_SERVERS, "docs say")
 
 
 @functools.cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ from synapse_workers.model.worker_classes import WORKER_CLASSES
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT, POOLER_PORT
 from tests.conftest import settings_for
-from tests.e2e.services import MAX_CONNECTIONS, Loopback, Postgres, Processes, wait_http
+from tests.e2e.services import CHECK_APPLICATION, MAX_CONNECTIONS, Loopback, Postgres, Processes, wait_http
 
 SERVER_NAME = "e2e.example.org"
 MAIN = "synapse-main-0"
@@ -258,3 +259,34 @@ def start_homeserver(
     start_synapse(procs, processes, postgres.password)
     router = start_router(plan, procs, loopback, workdir, processes)
     return Homeserver(plan, procs, router)
+
+
+ACCESS = re.compile(r"Processed request: .*?\"(GET|PUT|POST|DELETE|OPTIONS) (\S+) HTTP")
+
+
+def served_requests(processes: Processes, hs: Homeserver) -> dict[str, list[str]]:
+    """Per process: the requests its own access log says it processed, as 'METHOD path'."""
+    return {name: [f"{m} {p}" for m, p in ACCESS.findall(processes.log(name))] for name in hs.procs}
+
+
+def check_served_by(
+    processes: Processes, hs: Homeserver, expectations: tuple[tuple[str, str], ...], source: str
+) -> None:
+    """Each (request pattern, class): the requests matching it were served by that class and no other."""
+    served = served_requests(processes, hs)
+    for pattern, expected in expectations:
+        where = {hs.procs[name][0] for name, lines in served.items() if any(re.match(pattern, x) for x in lines)}
+        assert where == {expected}, f"{pattern}: served by {where or 'nobody'}, {source} {expected}"
+
+
+def db_query(pg: Postgres, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """A query as the synapse role, under an application name the connection sampler leaves out."""
+    conn = psycopg2.connect(
+        host=pg.host, port=pg.port, user="synapse", dbname="synapse", application_name=CHECK_APPLICATION
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
