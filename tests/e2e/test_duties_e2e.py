@@ -75,7 +75,7 @@ def stub(loopback: Loopback) -> Iterator[Stub]:
             self.end_headers()
             self.wfile.write(reply)
 
-        do_POST = do_PUT = _answer  # noqa: N815 (http.server dispatches on these names)
+        do_GET = do_POST = do_PUT = _answer  # noqa: N815 (http.server dispatches on these names)
 
         def log_message(self, *args: Any) -> None:
             pass
