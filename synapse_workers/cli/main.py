@@ -235,8 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             return 0
         values, secret_keys = _stack_values(args)
-        flags = {"ccu": "--ccu", "messages_per_second": "--messages-per-second"}
-        values, named = apply(values, LoadChange(ccu=args.ccu, messages_per_second=args.messages_per_second), flags)
+        values, named = apply(values, LoadChange(ccu=args.ccu, messages_per_second=args.messages_per_second))
         plan = plan_with_flags(args.stack, values, secret_keys, named)
         if args.command == "plan":
             _plan_command(args, plan, values, secret_keys)

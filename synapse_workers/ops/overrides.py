@@ -37,8 +37,17 @@ def _object(values: Mapping[str, str], key: str) -> dict[str, object]:
     return loaded if isinstance(loaded, dict) else {}
 
 
+FLAGS: Mapping[str, str] = {
+    "ccu": "--ccu",
+    "messages_per_second": "--messages-per-second",
+    "federated_servers": "--federated-servers",
+    "pins": "--pin",
+}
+"""The flag each `LoadChange` field is typed as (`plan`, `scale`, and the command `recommend` proposes)."""
+
+
 def apply(
-    values: Mapping[str, str], change: LoadChange, flags: Mapping[str, str]
+    values: Mapping[str, str], change: LoadChange, flags: Mapping[str, str] = FLAGS
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The stack's values with `change` applied, and which config key each flag stands in for."""
     out = dict(values)

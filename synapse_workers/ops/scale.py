@@ -28,12 +28,6 @@ from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.config_files import to_yaml
 
 HISTORY_FILE = "scaling-history.yaml"
-FLAGS = {
-    "ccu": "--ccu",
-    "messages_per_second": "--messages-per-second",
-    "federated_servers": "--federated-servers",
-    "pins": "--pin",
-}
 
 
 @dataclass(frozen=True)
@@ -116,7 +110,7 @@ def scale(
     path = project_dir / f"Pulumi.{stack}.yaml"
     values, secret_keys = read_stack_file(stack, path)
     old = build_plan(load_settings(stack, values, secret_keys))
-    new_values, named = apply(values, change, FLAGS)
+    new_values, named = apply(values, change)
     new = plan_with_flags(stack, new_values, secret_keys, named)
 
     yaml = YAML()

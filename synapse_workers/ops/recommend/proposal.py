@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -20,7 +20,6 @@ from synapse_workers.ops.whatif import WhatIf, compare
 from synapse_workers.plan import Plan
 
 Figure = Literal["ccu", "messagesPerSecond", "federatedServers"]
-FIGURES: tuple[Figure, ...] = ("ccu", "messagesPerSecond", "federatedServers")
 FLAG_OF: dict[Figure, str] = {
     "ccu": "--ccu",
     "messagesPerSecond": "--messages-per-second",
@@ -213,18 +212,11 @@ def recommend(
         messages_per_second=by_figure.get("messagesPerSecond"),
         federated_servers=by_figure.get("federatedServers"),
     )
-    flags_named = {"ccu": "--ccu", "messages_per_second": "--messages-per-second"}
-    flags_named |= {"federated_servers": "--federated-servers", "pins": "--pin"}
-    sized = _plan_for(stack, plan, values, secret_keys, figures_only, flags_named)
+    sized = _plan_for(stack, plan, values, secret_keys, figures_only)
     flags = _flags(plan, sized, measured)
     pins = tuple((f.part, str(f.pin)) for f in flags if f.pin is not None)
-    change = LoadChange(
-        ccu=figures_only.ccu,
-        messages_per_second=figures_only.messages_per_second,
-        federated_servers=figures_only.federated_servers,
-        pins=tuple(sorted(dict(pins).items())),
-    )
-    new = _plan_for(stack, plan, values, secret_keys, change, flags_named)
+    change = replace(figures_only, pins=tuple(sorted(dict(pins).items())))
+    new = _plan_for(stack, plan, values, secret_keys, change)
     result = None if change.is_empty() else compare(plan, new)
     return Recommendation(
         stack=stack,
@@ -245,9 +237,8 @@ def _plan_for(
     values: Mapping[str, str],
     secret_keys: frozenset[str],
     change: LoadChange,
-    flags: Mapping[str, str],
 ) -> Plan:
     if change.is_empty():
         return plan
-    new_values, named = apply(values, change, flags)
+    new_values, named = apply(values, change)
     return plan_with_flags(stack, new_values, secret_keys, named)
