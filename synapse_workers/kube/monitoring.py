@@ -205,12 +205,14 @@ def scrape_job(workload: Workload) -> str:
     return _name_of(workload, "Service")
 
 
-_job = scrape_job
+def _jobs(workloads: Sequence[Workload]) -> str:
+    """A `job` matcher for several workloads at once."""
+    return "~" + "|".join(sorted(scrape_job(w) for w in workloads))
 
 
 def latency_p95(workload: Workload, namespace: str, extra: dict[str, str], rate_range: str = "5m") -> str:
     """Class-wide p95 of the requests `extra` selects, in seconds: the alerts' and `recommend`'s."""
-    selector_text = _matchers(namespace=namespace, job=_job(workload), **extra)
+    selector_text = _matchers(namespace=namespace, job=scrape_job(workload), **extra)
     return (
         "histogram_quantile(0.95, sum by (namespace, le) "
         f"(rate(synapse_http_server_response_time_seconds_bucket{{{selector_text}}}[{rate_range}])))"
@@ -222,7 +224,7 @@ def persisted_events_rate(workload: Workload, namespace: str, rate_range: str = 
     runs on the `events` stream writers)."""
     return (
         "sum by (namespace, pod) (rate(synapse_storage_events_persisted_events_total"
-        f"{{{_matchers(namespace=namespace, job=_job(workload))}}}[{rate_range}]))"
+        f"{{{_matchers(namespace=namespace, job=scrape_job(workload))}}}[{rate_range}]))"
     )
 
 
@@ -298,7 +300,7 @@ def _persister_rate(workload: Workload, namespace: str) -> Alert:
 
 def _federation_queue(workload: Workload, namespace: str) -> Alert:
     # Both gauges are registered by the same FederationSender, so one exists exactly when the other does.
-    sel = _matchers(namespace=namespace, job=_job(workload))
+    sel = _matchers(namespace=namespace, job=scrape_job(workload))
     expr = (
         f"sum by (namespace, pod) (synapse_federation_transaction_queue_pending_pdus{{{sel}}}) "
         f"+ sum by (namespace, pod) (synapse_federation_transaction_queue_pending_edus{{{sel}}}) "
@@ -326,9 +328,9 @@ def _federation_failures(workload: Workload, namespace: str) -> Alert:
     # response (`..._responses_total{code}`) on receipt; connection errors and timeouts never reach the
     # second counter. So failures = attempts - 2xx responses. Transactions are PUTs (/send/{txnId}).
     # The `or` keeps the alert alive when *nothing* succeeds, where the 2xx series has no samples.
-    sel = _matchers(namespace=namespace, job=_job(workload), method="PUT")
+    sel = _matchers(namespace=namespace, job=scrape_job(workload), method="PUT")
     attempts = f"sum by (namespace, pod) (rate(synapse_http_matrixfederationclient_requests_total{{{sel}}}[10m]))"
-    ok_sel = _matchers(namespace=namespace, job=_job(workload), method="PUT", code="~2..")
+    ok_sel = _matchers(namespace=namespace, job=scrape_job(workload), method="PUT", code="~2..")
     successes = f"sum by (namespace, pod) (rate(synapse_http_matrixfederationclient_responses_total{{{ok_sel}}}[10m]))"
     expr = f"({attempts} - ({successes} or 0 * {attempts})) / {attempts} > {FEDERATION_FAILURE_RATIO:g}"
     return Alert(
@@ -360,7 +362,7 @@ def _replication_lag_record(plan: Deployed) -> dict[str, Any]:
     # look like lag far above 1 s; so each sample becomes a clock reading, position / speed - sample
     # timestamp, equal for two processes in step however far apart they were scraped. Lag is the head's
     # clock minus the process's. An idle stream (speed 0) has no lag to measure and yields no series.
-    jobs = "~" + "|".join(sorted(_job(w) for w in plan.workloads))
+    jobs = _jobs(plan.workloads)
     streams = "~" + "|".join(sorted(STREAM_OF_CLASS[w.part] for w in plan.workloads if w.part in STREAM_OF_CLASS))
     position = (
         "synapse_storage_stream_current_position"
@@ -500,7 +502,7 @@ def service_monitor(settings: Settings, workload: Workload) -> Manifest:
     return {
         "apiVersion": API_VERSION,
         "kind": "ServiceMonitor",
-        "metadata": _metadata(settings, _job(workload), workload.part),
+        "metadata": _metadata(settings, scrape_job(workload), workload.part),
         "spec": {
             "selector": {"matchLabels": selector(settings, workload.part)},
             "namespaceSelector": {"matchNames": [settings.namespace]},
@@ -546,10 +548,6 @@ the unlabelled total also counts joins, room creations and other state, which th
 second" does not mean."""
 
 
-def _jobs(workloads: Sequence[Workload]) -> str:
-    return "~" + "|".join(sorted(_job(w) for w in workloads))
-
-
 def sync_users(workloads: Sequence[Workload], namespace: str) -> str:
     """Users with a live notifier stream on the processes serving `/sync` (see README, `recommend`)."""
     return f"sum(synapse_notifier_users{{{_matchers(namespace=namespace, job=_jobs(workloads))}}})"
@@ -570,7 +568,7 @@ def known_servers(workloads: Sequence[Workload], namespace: str) -> str:
 
 def processes_up(workload: Workload, namespace: str) -> str:
     """How many of the workload's processes Prometheus scraped successfully."""
-    return f"sum(up{{{_matchers(namespace=namespace, job=_job(workload))}}})"
+    return f"sum(up{{{_matchers(namespace=namespace, job=scrape_job(workload))}}})"
 
 
 def cpu_request_cores(workload: Workload) -> float:
@@ -584,7 +582,7 @@ def cpu_of_requests(workload: Workload, namespace: str, rate_range: str) -> str:
     """CPU used per process over its request (0.7 = the guide's 70 %), from Synapse's own CPU counters,
     which every process exports under the same `job` as its other metrics: this needs neither cAdvisor
     nor kube-state-metrics (the alert's source) and reads the same on a plain host."""
-    sel = _matchers(namespace=namespace, job=_job(workload))
+    sel = _matchers(namespace=namespace, job=scrape_job(workload))
     used = (
         f"rate(process_cpu_user_seconds_total{{{sel}}}[{rate_range}]) "
         f"+ rate(process_cpu_system_seconds_total{{{sel}}}[{rate_range}])"
@@ -656,7 +654,7 @@ def static_scrape_configs(
     reads the same. `addresses` maps a workload's part to its (pod, host:port) pairs."""
     return [
         {
-            "job_name": _job(workload),
+            "job_name": scrape_job(workload),
             "metrics_path": METRICS_PATH,
             "scrape_interval": interval,
             "static_configs": [
