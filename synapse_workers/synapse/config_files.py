@@ -64,13 +64,13 @@ def shared_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         # Synapse registers the thread-subscription endpoints only with MSC4306 on
         # (synapse/rest/client/thread_subscriptions.py): deploying their writer is the operator's opt-in.
         config["experimental_features"] = {"msc4306_enabled": True}
-    if not settings.federation.enabled:
-        # An empty whitelist refuses every remote server; no key server is asked either.
-        config["federation_domain_whitelist"] = []
-        config["trusted_key_servers"] = []
     if settings.federation.enabled:
         # Exports synapse_federation_known_servers (off by default), which `recommend` reads.
         config["metrics_flags"] = {"known_servers": True}
+    else:
+        # An empty whitelist refuses every remote server; no key server is asked either.
+        config["federation_domain_whitelist"] = []
+        config["trusted_key_servers"] = []
     return config
 
 
