@@ -233,10 +233,11 @@ def measure(stack: str, plan: Plan, prometheus: PrometheusLike, window_text: str
 
 
 def rounded(value: float | Fraction | None, digits: int = 3) -> float | int | None:
+    """A figure as JSON and the history show it: whole numbers without a trailing `.0`."""
     if value is None:
         return None
-    rounded = round(float(value), digits)
-    return int(rounded) if rounded == int(rounded) else rounded
+    short = round(float(value), digits)
+    return int(short) if short == int(short) else short
 
 
 def targets_record(measured: Measured) -> dict[str, dict[str, float | int | None]]:
