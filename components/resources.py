@@ -134,7 +134,8 @@ class Monitoring(Component):
 
     def __init__(self, name: str, manifests: Sequence[Manifest], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("synapse:monitoring:Monitoring", name, opts)
-        self.resources = [kube.create(m["metadata"]["name"], m, pulumi.ResourceOptions(parent=self)) for m in manifests]
+        child = pulumi.ResourceOptions(parent=self, depends_on=_depends_on(opts))
+        self.resources = [kube.create(m["metadata"]["name"], m, child) for m in manifests]
         self.register_outputs({"objects": [m["metadata"]["name"] for m in manifests]})
 
 

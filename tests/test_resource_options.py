@@ -92,3 +92,26 @@ def test_rollout_order_config_then_writers_then_main_then_readers(options: dict[
 def test_config_check_waits_for_the_config(options: dict[Any, pulumi.ResourceOptions]) -> None:
     job = next(opts for (kind, _), opts in options.items() if kind == "Job")
     assert _depends_on_names(job) == {"synapse-config"}
+
+
+def test_monitoring_objects_wait_for_the_config_component() -> None:
+    """A component's options do not reach its children: each ServiceMonitor must carry the dependency
+    itself, or it can be created before the namespace it lives in."""
+    seen: dict[tuple[str, str], pulumi.ResourceOptions] = {}
+    original = kube.create
+
+    def recording(
+        logical_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any
+    ) -> pulumi.CustomResource:
+        seen[(manifest["kind"], manifest["metadata"]["name"])] = opts
+        return original(logical_name, manifest, opts, **extra)
+
+    kube.create = recording
+    try:
+        run_program("prod", base_values(ccu="5000", monitoring={"enabled": True}))
+    finally:
+        kube.create = original
+    monitored = [opts for (kind, _), opts in seen.items() if kind in ("ServiceMonitor", "PrometheusRule")]
+    assert len(monitored) > 10
+    for opts in monitored:
+        assert _depends_on_names(opts) == {"synapse-config"}
