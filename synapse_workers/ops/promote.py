@@ -19,10 +19,6 @@ DEFAULT_ORDER = ("staging", "prod")
 PROJECT_NAME = "synapse-workers"
 
 
-class OutputValue(Protocol):
-    value: Any
-
-
 class StackLike(Protocol):
     """The part of `pulumi.automation.Stack` that promote uses."""
 
