@@ -13,6 +13,19 @@ SECRET_KEYS = frozenset(f"synapse:{k}" for k in SECRET_FILES if k != "redisPassw
 """Pulumi-secret config keys a stack without synapse:existingSecret needs."""
 
 
+DUTIES_FROM_PHASE_3: dict[str, tuple[bool, int | None]] = {
+    "pusher": (False, 10000),
+    "background-worker": (True, None),
+    "user-directory": (True, None),
+    "appservice-sender": (True, None),
+    "account-data-writer": (True, None),
+    "push-rules-writer": (True, None),
+    "device-lists-writer": (False, 10000),
+}
+"""Main's duties beyond the guide, from the README's table: (one instance only, CCU per replica). On from
+the guide's phase 3; thread subscriptions stay off unless pinned (MSC4306 is off)."""
+
+
 def secret_values() -> dict[str, str]:
     """Recognisable secret values, so a leak scan can look for them."""
     return {key: f"LEAKCHECK-{key.split(':')[1]}-7f3a" for key in sorted(SECRET_KEYS)}

@@ -13,7 +13,7 @@ import yaml
 from synapse_workers.cli.mock_runtime import RecordingMocks, run_program
 from synapse_workers.model.settings import load_settings
 from synapse_workers.plan import build_plan
-from tests.conftest import SECRET_KEYS, base_values, secret_values
+from tests.conftest import DUTIES_FROM_PHASE_3, SECRET_KEYS, base_values, secret_values
 from tests.mocks import Run, run, stack_values
 
 STATEFUL = {
@@ -25,17 +25,8 @@ STATEFUL = {
     "presence-writer",
 }
 AUTOSCALED = {"synchrotron", "generic-worker"}
-BEYOND_AT_PROD = {
-    "pusher",
-    "background-worker",
-    "user-directory",
-    "appservice-sender",
-    "account-data-writer",
-    "push-rules-writer",
-    "device-lists-writer",
-}
-"""Main's duties on workers at prod's 20,000 CCU (phase 4); thread subscriptions stay off (MSC4306 is off).
-Staging's 500 CCU is phase 1: none of them."""
+BEYOND_AT_PROD = set(DUTIES_FROM_PHASE_3)
+"""Main's duties on workers at prod's 20,000 CCU (phase 4). Staging's 500 CCU is phase 1: none of them."""
 
 
 @pytest.fixture(scope="module", params=["staging", "prod"])

@@ -10,7 +10,7 @@ import pytest
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.sizing import ClassSize, estimate_messages_per_second, phase_of, size_all
 from synapse_workers.model.worker_classes import CLASS_NAMES, GUIDE_CLASSES
-from tests.conftest import settings_for
+from tests.conftest import DUTIES_FROM_PHASE_3, settings_for
 
 # The guide's formulas, written out again here from the guide's text (not imported from the code).
 GUIDE_FORMULAS = {
@@ -46,28 +46,15 @@ def test_formulas_as_the_guide_writes_them_with_ha_floor_and_one_writer_rule(ccu
 
 def test_every_class_is_sized() -> None:
     assert set(GUIDE_CLASSES) == set(GUIDE_FORMULAS)
-    assert set(sizes()) == set(GUIDE_FORMULAS) | set(BEYOND) | {"thread-subscriptions-writer"}
+    assert set(sizes()) == set(GUIDE_FORMULAS) | set(DUTIES_FROM_PHASE_3) | {"thread-subscriptions-writer"}
     assert set(CLASS_NAMES) == set(sizes())
-
-
-# Main's duties beyond the guide, from the README's table: (one instance only, CCU per replica).
-BEYOND = {
-    "pusher": (False, 10000),
-    "background-worker": (True, None),
-    "user-directory": (True, None),
-    "appservice-sender": (True, None),
-    "account-data-writer": (True, None),
-    "push-rules-writer": (True, None),
-    "device-lists-writer": (False, 10000),
-}
-"""Thread subscriptions are off unless pinned: see test_thread_subscriptions_writer_is_off_unless_pinned."""
 
 
 @pytest.mark.parametrize("ccu", [100, 1000, 5000, 5001, 10000, 20000, 20001, 45000])
 def test_duties_beyond_the_guide_are_on_from_phase_3(ccu: int) -> None:
     result = sizes(ccu=ccu)
     on = ccu > 5000  # the guide's phase 3 starts above 5,000 CCU
-    for name, (one, per) in BEYOND.items():
+    for name, (one, per) in DUTIES_FROM_PHASE_3.items():
         size = result[name]
         assert size.deployed is on, name
         if not on:
