@@ -25,6 +25,7 @@ from synapse_workers.kube.rollout import STAGES
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
 from synapse_workers.model.stack_config import runtime_config
+from synapse_workers.model.worker_classes import WorkerClass
 from synapse_workers.ops.guards import (
     DIGEST_ANNOTATION,
     REVISION_ANNOTATION,
@@ -82,10 +83,10 @@ def deploy(
             marks = {DIGEST_ANNOTATION: digests[workload.part], REVISION_ANNOTATION: revision}
             args = WorkloadArgs(workload, depends_on=previous, annotations=marks)
             component: pulumi.ComponentResource
-            if workload.spec is None:
-                component = MainProcess(workload.name, args)
-            else:
+            if isinstance(workload.spec, WorkerClass):
                 component = WorkerClassComponent(workload.name, args)
+            else:
+                component = MainProcess(workload.name, args)
             done.setdefault(stage, []).append(component)
     Router("synapse-router", plan, pulumi.ResourceOptions(depends_on=[config]))
     monitors = monitoring_manifests(plan)

@@ -13,14 +13,12 @@ from synapse_workers.kube.config_check import config_check_job
 from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.kube.network_policy import network_policies
 from synapse_workers.kube.pooler import pooler_manifests
-from synapse_workers.kube.rollout import MAIN, rules_for
+from synapse_workers.kube.rollout import rules_for
 from synapse_workers.kube.router import pods_services, router_manifests
 from synapse_workers.kube.workload import Workload
-from synapse_workers.model.config_types import quantity
-from synapse_workers.model.errors import ConfigError
-from synapse_workers.model.settings import NAMESPACE, ResourceOverride, Settings
+from synapse_workers.model.settings import Settings
 from synapse_workers.model.sizing import ClassSize, Load, Phase, phase_of, size_all
-from synapse_workers.model.worker_classes import MAIN_RESOURCES, Resources, WorkerClass
+from synapse_workers.model.worker_classes import MAIN
 from synapse_workers.synapse.config_files import (
     ConfigFile,
     class_config,
@@ -28,7 +26,7 @@ from synapse_workers.synapse.config_files import (
     shared_config,
     to_yaml,
 )
-from synapse_workers.synapse.topology import MAIN_POD, MAIN_WORKLOAD, Topology, build_topology
+from synapse_workers.synapse.topology import Topology, build_topology
 
 
 @dataclass(frozen=True)
@@ -74,12 +72,7 @@ class Plan:
 
     def departures(self) -> tuple[str, ...]:
         return (
-            *(
-                f"{size.spec.name}: {note}"
-                for size in self.sizes
-                for note in size.notes
-                if note.startswith("departs from the guide")
-            ),
+            *(f"{size.spec.name}: {note}" for size in self.sizes for note in size.departures),
             "all processes: a change to instance_map, stream_writers, federation_sender_instances or the "
             "duties handed off main (pusher_instances, run_background_tasks_on, …) restarts every Synapse "
             "process, not only main as the guide's step 3 says; each process routes writes and duties by "
@@ -87,53 +80,22 @@ class Plan:
         )
 
 
-def _resources(settings: Settings, key: str, base: Resources, override: ResourceOverride | None) -> Resources:
-    """The class's defaults with the stack's overrides; a request above its limit is refused here,
-    since Kubernetes would refuse the whole workload at apply time."""
-    if override is None:
-        return base
-    merged = Resources(
-        cpu_request=override.requests.cpu or base.cpu_request,
-        memory_request=override.requests.memory or base.memory_request,
-        cpu_limit=override.limits.cpu or base.cpu_limit,
-        memory_limit=override.limits.memory or base.memory_limit,
-    )
-    for what, request, limit in (
-        ("cpu", merged.cpu_request, merged.cpu_limit),
-        ("memory", merged.memory_request, merged.memory_limit),
-    ):
-        if quantity(request) > quantity(limit):
-            raise ConfigError(
-                settings.stack,
-                f"{key}.resources.requests.{what}",
-                request,
-                f"a request no larger than the limit ({limit})",
-                "request above limit",
-            )
-    return merged
-
-
-def _override(settings: Settings, spec: WorkerClass) -> ResourceOverride | None:
-    pin = settings.pin(spec.name)
-    return None if pin is None else pin.resources
-
-
 def _main_workload(settings: Settings, shared: ConfigFile) -> Workload:
-    own = ConfigFile(MAIN, to_yaml(main_config(settings)))
-    resources = _resources(settings, f"{NAMESPACE}:main", MAIN_RESOURCES, settings.main.resources)
-    template = k8s.pod_template(settings, MAIN, shared, own, resources, replication=True, media=False)
+    own = ConfigFile(MAIN.name, to_yaml(main_config(settings)))
+    resources = settings.resources(MAIN)
+    template = k8s.pod_template(settings, MAIN.name, shared, own, resources, replication=True, media=False)
     return Workload(
-        part=MAIN,
-        spec=None,
+        part=MAIN.name,
+        spec=MAIN,
         size=None,
         config=own,
-        rules=rules_for(None, (MAIN_POD,)),
+        rules=rules_for(MAIN, (MAIN.pod,)),
         manifests=(
-            k8s.statefulset(settings, MAIN_WORKLOAD, MAIN, 1, template),
-            k8s.service(settings, MAIN_WORKLOAD, MAIN, replication=True, headless=True),
+            k8s.statefulset(settings, MAIN.workload_name, MAIN.name, 1, template),
+            k8s.service(settings, MAIN.workload_name, MAIN.name, replication=True, headless=True),
         ),
         shared=shared,
-        processes=((f"{MAIN_POD}.yaml", None),),
+        processes=((f"{MAIN.pod}.yaml", None),),
     )
 
 
@@ -145,9 +107,9 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
         spec.name,
         shared,
         own,
-        _resources(settings, f"{NAMESPACE}:workers.{spec.name}", spec.resources, _override(settings, spec)),
+        settings.resources(spec),
         replication=spec.needs_instance_map,
-        media=spec.name == "media-repository",
+        media=spec.serves_media,
     )
     name = spec.workload_name
     if not spec.exactly_one:

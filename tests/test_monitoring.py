@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from synapse_workers.kube import monitoring
+from synapse_workers.kube import alerts, monitoring, queries
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import TOP_LEVEL_KEYS, load_settings
-from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES
+from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES, WORKER_CLASSES
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.topology import METRICS_PORT
 from tests.conftest import base_values, settings_for
@@ -161,7 +161,7 @@ def test_operator_labels_reach_every_object_and_their_order_does_not_matter() ->
 
 
 def test_federation_alerts_only_with_federation(plans: dict[str, Plan]) -> None:
-    federation = {monitoring.FEDERATION_QUEUE, monitoring.FEDERATION_FAILURES}
+    federation = {alerts.FEDERATION_QUEUE, alerts.FEDERATION_FAILURES}
     for name, plan in plans.items():
         names = {rule["alert"] for rule in alert_rules(plan)}
         if "federation" in name:
@@ -197,21 +197,21 @@ def test_the_guides_targets_each_have_an_alert(plans: dict[str, Plan]) -> None:
     by_name: dict[str, set[str]] = {}
     for rule in alert_rules(plan):
         by_name.setdefault(rule["alert"], set()).add(rule["labels"]["worker_class"])
-    assert by_name[monitoring.SYNC_LATENCY] == {"synchrotron"}
-    assert by_name[monitoring.CLIENT_LATENCY] == {"generic-worker"}
-    assert by_name[monitoring.PERSISTER_RATE] == {"event-persister"}
-    assert by_name[monitoring.FEDERATION_QUEUE] == {"federation-sender"}
-    assert by_name[monitoring.FEDERATION_FAILURES] == {"federation-sender"}
+    assert by_name[alerts.SYNC_LATENCY] == {"synchrotron"}
+    assert by_name[alerts.CLIENT_LATENCY] == {"generic-worker"}
+    assert by_name[alerts.PERSISTER_RATE] == {"event-persister"}
+    assert by_name[alerts.FEDERATION_QUEUE] == {"federation-sender"}
+    assert by_name[alerts.FEDERATION_FAILURES] == {"federation-sender"}
     deployed = {s.spec.name for s in plan.sizes if s.deployed}
     assert "thread-subscriptions-writer" not in deployed  # so the sets below are not the whole table
     hpa_classes = {c for c in CLASS_NAMES if BY_NAME[c].scaling == "hpa"}
     manual_classes = {c for c in deployed if BY_NAME[c].kind == "StatefulSet"}
-    assert by_name[monitoring.HPA_AT_MAX] == hpa_classes
-    assert by_name[monitoring.CPU_HIGH] == manual_classes | {"main"}
-    assert by_name[monitoring.STATEFULSET_NOT_READY] == manual_classes | {"main"}
+    assert by_name[alerts.HPA_AT_MAX] == hpa_classes
+    assert by_name[alerts.CPU_HIGH] == manual_classes | {"main"}
+    assert by_name[alerts.STATEFULSET_NOT_READY] == manual_classes | {"main"}
     # Every stream writer whose stream Synapse reports a position for; typing has none (in memory).
     writers = {c for c in deployed if BY_NAME[c].stream is not None}
-    assert by_name[monitoring.REPLICATION_LAG] == writers - {"typing-writer"}
+    assert by_name[alerts.REPLICATION_LAG] == writers - {"typing-writer"}
 
 
 def test_every_expression_is_scoped_to_the_stack(plans: dict[str, Plan]) -> None:
@@ -280,7 +280,7 @@ def test_the_advice_in_every_alert_is_config_the_program_accepts(plans: dict[str
 
 def test_scale_up_hint_follows_the_guide_procedure_where_synapse_allows_it(plans: dict[str, Plan]) -> None:
     plan = plans["prod+federation"]
-    cpu = {r["labels"]["worker_class"]: r for r in alert_rules(plan) if r["alert"] == monitoring.CPU_HIGH}
+    cpu = {r["labels"]["worker_class"]: r for r in alert_rules(plan) if r["alert"] == alerts.CPU_HIGH}
     for cls, rule in cpu.items():
         description = rule["annotations"]["description"]
         replicas_hint = f"`pulumi config set --path synapse:workers.{cls}.replicas N` then `pulumi up`"
@@ -295,15 +295,14 @@ def test_scale_up_hint_follows_the_guide_procedure_where_synapse_allows_it(plans
                 load_settings("test", base_values(**PROD, workers={cls: {"replicas": 2}}))
 
 
-def test_watch_for_class_points_at_an_alert_that_exists(plans: dict[str, Plan]) -> None:
+def test_watch_points_at_an_alert_that_exists(plans: dict[str, Plan]) -> None:
     """What `plan` prints must be an alert this stack really has, reading the metric it names."""
     plan = plans["prod+federation"]
     rules = all_rules(plan)
     records = {r["record"]: r["expr"] for r in rules if "record" in r}
-    for part in ("main", *(s.spec.name for s in plan.sizes if s.deployed)):
-        watch = monitoring.watch_for_class(part)
-        metric, alert = watch
-        assert (metric, alert) == (watch.metric, watch.alert)
+    for workload in plan.workloads:
+        part = workload.part
+        metric, alert = alerts.watch_for(workload.spec)
         rule = next(
             (r for r in rules if r.get("alert") == alert and r["labels"]["worker_class"] == part),
             None,
@@ -314,8 +313,6 @@ def test_watch_for_class_points_at_an_alert_that_exists(plans: dict[str, Plan]) 
         assert re.search(re.escape(bare) + r"(_bucket)?\{", expr), (part, metric)
         for label, (_, value) in matchers(metric.partition("{")[2]).items():
             assert f'{label}="{value}"' in expr or f"{label}=~" in expr, (part, label)
-    with pytest.raises(KeyError):
-        monitoring.watch_for_class("router")
 
 
 # --- the metric names are Synapse's own ----------------------------------------------------------------
@@ -351,9 +348,9 @@ def test_synapse_metric_names_exist_in_the_installed_synapse(plans: dict[str, Pl
 
 
 def test_stream_servlet_and_tag_names_exist_in_the_installed_synapse(synapse_source: str) -> None:
-    for stream in monitoring.STREAM_OF_CLASS.values():
+    for stream in (c.metrics_stream for c in WORKER_CLASSES if c.metrics_stream is not None):
         assert f'stream_name="{stream}"' in synapse_source, stream
-    for servlet in monitoring.LONG_POLL_SERVLETS:
+    for servlet in queries.LONG_POLL_SERVLETS:
         assert f"class {servlet}(" in synapse_source, servlet
     assert 'sync_label = f"sync_v2:{sync_type}"' in synapse_source
     for sync_type in ("initial_sync", "full_state_sync", "incremental_sync"):
@@ -432,7 +429,7 @@ def test_the_key_alerts_have_firing_and_quiet_cases() -> None:
         for group in yaml.safe_load(test_file.read_text())["tests"]:
             for case in group.get("alert_rule_test", []):
                 (fires if case["exp_alerts"] else quiet).add(case["alertname"])
-    for alert in (monitoring.SYNC_LATENCY, monitoring.HPA_AT_MAX, monitoring.REPLICATION_LAG):
+    for alert in (alerts.SYNC_LATENCY, alerts.HPA_AT_MAX, alerts.REPLICATION_LAG):
         assert alert in fires and alert in quiet, alert
 
 

@@ -23,10 +23,11 @@ import pytest
 import yaml
 
 from synapse_workers.cli.main import main
-from synapse_workers.kube import monitoring
+from synapse_workers.kube import alerts, monitoring, targets
+from synapse_workers.kube import queries as promql
 from synapse_workers.model.settings import load_settings
 from synapse_workers.model.stack_config import read_stack_file
-from synapse_workers.model.worker_classes import BY_NAME
+from synapse_workers.model.worker_classes import BY_NAME, WorkerClass
 from synapse_workers.ops.recommend.measure import event_writers, sync_workloads
 from synapse_workers.ops.recommend.proposal import propose, step_for
 from synapse_workers.plan import Plan, build_plan
@@ -55,7 +56,7 @@ def targets_body(plan: Plan, interval: str = SCRAPE, skip: tuple[str, ...] = ())
     (template,) = recorded["data"]["activeTargets"][:1]
     active = []
     for workload in plan.workloads:
-        job = monitoring.scrape_job(workload)
+        job = promql.scrape_job(workload)
         if job in skip:
             continue
         target = json.loads(json.dumps(template))
@@ -240,11 +241,11 @@ def _declared(source: str, name: str) -> set[str]:
 def all_queries(plan: Plan) -> list[str]:
     ns = plan.settings.namespace
     queries = [
-        monitoring.sync_users(sync_workloads(plan), ns),
-        monitoring.messages_rate(event_writers(plan), ns, "5m"),
-        monitoring.known_servers(plan.workloads, ns),
+        promql.sync_users(sync_workloads(plan), ns),
+        promql.messages_rate(event_writers(plan), ns, "5m"),
+        promql.known_servers(plan.workloads, ns),
     ]
-    queries += [t.expr for w in plan.workloads for t in monitoring.targets(w, ns, "5m")]
+    queries += [t.expr for w in plan.workloads for t in targets.targets(w, ns, "5m")]
     return queries
 
 
@@ -273,7 +274,7 @@ def test_label_values_and_flags_recommend_relies_on_exist(synapse_source: str) -
     assert "EventTypes.Message" in tracked and "EventTypes.Encrypted" in tracked
     assert 'Message: Final = "m.room.message"' in synapse_source
     assert 'Encrypted: Final = "m.room.encrypted"' in synapse_source
-    assert monitoring.MESSAGE_TYPES == ("m.room.message", "m.room.encrypted")
+    assert promql.MESSAGE_TYPES == ("m.room.message", "m.room.encrypted")
     # The known-servers gauge is registered only with the flag the program turns on with federation.
     assert "metrics_flags.known_servers" in synapse_source
     assert "known_servers: bool = attr.ib(" in synapse_source
@@ -284,8 +285,8 @@ def test_label_values_and_flags_recommend_relies_on_exist(synapse_source: str) -
 def test_the_ccu_and_message_queries_follow_the_class_table_not_names() -> None:
     plan = build_plan(load_settings("t", base_values(ccu=5000)))
     (syncer,) = sync_workloads(plan)
-    assert syncer.spec is not None and syncer.spec.name == "synchrotron"
-    assert [w.spec.stream for w in event_writers(plan) if w.spec is not None] == ["events"]
+    assert syncer.spec.name == "synchrotron"
+    assert [w.spec.stream for w in event_writers(plan) if isinstance(w.spec, WorkerClass)] == ["events"]
     assert BY_NAME[syncer.part].scaling == "hpa"
 
 
@@ -423,7 +424,7 @@ def test_a_stack_with_no_deployment_is_refused(
 ) -> None:
     plan = write_stack(tmp_path)
     answers = Answers(plan, {"ccu": 1000, "messagesPerSecond": 50, "knownServers": 101})
-    answers.targets = targets_body(plan, skip=tuple(monitoring.scrape_job(w) for w in plan.workloads))
+    answers.targets = targets_body(plan, skip=tuple(promql.scrape_job(w) for w in plan.workloads))
     err = refused(tmp_path, recommend_args(tmp_path, serve(answers)), capsys)
     assert "no scrape target of this stack in namespace matrix" in err and "nothing is deployed" in err
 
@@ -512,7 +513,7 @@ def test_scale_from_a_recommendation_writes_the_change_and_the_measurements(
     (record,) = yaml.safe_load((tmp_path / "scaling-history.yaml").read_text())
     assert record["reason"] == document["recommended"]["reason"]
     assert record["measured"]["ccu"] == 1234
-    assert record["measured"]["targets"]["media-repository"][monitoring.CPU_HIGH] == 1.05
+    assert record["measured"]["targets"]["media-repository"][alerts.CPU_HIGH] == 1.05
     assert record["load"]["ccu"] == "1000 -> 1300"
     # The same file again: the stack moved since it was measured, so it is refused.
     err = refused(tmp_path, argv, capsys)
@@ -522,7 +523,7 @@ def test_scale_from_a_recommendation_writes_the_change_and_the_measurements(
     assert code == 0, err
     last = json.loads(out)["lastChange"]
     assert last["reason"] == record["reason"]
-    assert last["targets"]["media-repository"][monitoring.CPU_HIGH]["before"] == 1.05
+    assert last["targets"]["media-repository"][alerts.CPU_HIGH]["before"] == 1.05
 
 
 @pytest.mark.parametrize(
@@ -573,7 +574,7 @@ def test_static_scrape_jobs_are_the_service_monitors() -> None:
     monitors = [m for m in monitoring.monitoring_manifests(plan) if m["kind"] == "ServiceMonitor"]
     assert sorted(c["job_name"] for c in configs) == sorted(m["metadata"]["name"] for m in monitors)
     for config in configs:
-        assert config["metrics_path"] == monitoring.METRICS_PATH and config["scrape_interval"] == "15s"
+        assert config["metrics_path"] == promql.METRICS_PATH and config["scrape_interval"] == "15s"
         (static,) = config["static_configs"]
         assert static["labels"]["namespace"] == "chat" and static["labels"]["pod"].endswith("-0")
 

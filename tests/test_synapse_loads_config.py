@@ -28,11 +28,10 @@ from synapse.rest.well_known import ServerWellKnownResource
 from synapse_workers.cli.render import Rendered, render_stack
 from synapse_workers.model.settings import SECRET_FILES, Settings, load_settings
 from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
-from synapse_workers.model.worker_classes import WORKER_CLASSES
+from synapse_workers.model.worker_classes import MAIN, WORKER_CLASSES
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.config_files import MEDIA_DIR, SECRETS_DIR, WORKER_APP
 from synapse_workers.synapse.routing import route_request
-from synapse_workers.synapse.topology import MAIN_POD, MAIN_WORKLOAD
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -113,7 +112,7 @@ def expected_files(plan: Plan) -> set[str]:
 
 def sampled_files(plan: Plan) -> list[str]:
     """Main, the first pod of each stateful class and each autoscaled class's sample."""
-    chosen = [f"{MAIN_POD}.yaml"]
+    chosen = [f"{MAIN.pod}.yaml"]
     for size in plan.sizes:
         if not size.deployed:
             continue
@@ -262,7 +261,7 @@ def test_instance_names(loaded: Loaded) -> None:
     names = loaded.instance_names()
     for file_name, cfg in loaded.configs.items():
         stem = file_name.removesuffix(".yaml")
-        if stem == MAIN_POD:
+        if stem == MAIN.pod:
             assert names[file_name] == MASTER
             assert cfg.worker.worker_app is None
             continue
@@ -299,7 +298,7 @@ def test_stream_writers_are_the_plans_pods(loaded: Loaded) -> None:
 def test_writers_listen_for_replication_where_the_instance_map_says(loaded: Loaded) -> None:
     """A writer that is in instance_map but serves no replication listener there drops every write."""
     names = loaded.instance_names()
-    worker_view = next(c for f, c in loaded.configs.items() if f != f"{MAIN_POD}.yaml").worker.instance_map
+    worker_view = next(c for f, c in loaded.configs.items() if f != f"{MAIN.pod}.yaml").worker.instance_map
     members = loaded.r.plan.topology.members
     expected_in_map = {MASTER} | {
         pod
@@ -310,7 +309,7 @@ def test_writers_listen_for_replication_where_the_instance_map_says(loaded: Load
     assert set(worker_view) == expected_in_map
     for name, location in worker_view.items():
         # Reachable by name only through the headless Service the StatefulSet names.
-        pod = MAIN_POD if name == MASTER else name
+        pod = MAIN.pod if name == MASTER else name
         workload = _workload(loaded.r, class_of(loaded.r.plan, f"{pod}.yaml"))
         service = loaded.r.manifest("Service", workload["spec"]["serviceName"])
         assert service["spec"]["clusterIP"] == "None"
@@ -380,7 +379,7 @@ def test_federation_is_reachable_through_the_ingress(loaded: Loaded) -> None:
     must take that host, the router must send the path to main, and main (as Synapse loads its config)
     must answer it with the delegation to port 443 the Ingress serves. With it off, main answers nothing."""
     settings, plan = loaded.r.settings, loaded.r.plan
-    main = loaded.configs[f"{MAIN_POD}.yaml"]
+    main = loaded.configs[f"{MAIN.pod}.yaml"]
     server_host = settings.server_name.split(":", 1)[0]
     ingress = next(m for m in plan.router_manifests if m["kind"] == "Ingress")
     hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
@@ -431,7 +430,7 @@ def test_secrets_are_read_from_mounted_files(loaded: Loaded) -> None:
 
 def _workload(r: Rendering, class_name: str) -> dict[str, Any]:
     if class_name == "main":
-        return r.manifest("StatefulSet", MAIN_WORKLOAD)
+        return r.manifest("StatefulSet", MAIN.workload_name)
     spec = next(s.spec for s in r.plan.sizes if s.spec.name == class_name)
     return r.manifest(spec.kind, spec.workload_name)
 
@@ -441,7 +440,7 @@ def test_loader_refuses_a_second_writer_for_a_exactly_one_stream(stream: str, tm
     """Proves the loader is strict: the same file with a second writer for the stream must not load."""
     r = rendering("prod")  # 20,000 CCU: every single-writer class is deployed
     stubs = make_stubs(tmp_path)
-    config, _ = localise(r.raw(f"{MAIN_POD}.yaml"), stubs)
+    config, _ = localise(r.raw(f"{MAIN.pod}.yaml"), stubs)
     load(config, tmp_path / "unchanged.yaml")  # the control: as rendered, it loads
 
     (writer,) = config["stream_writers"][stream]

@@ -19,8 +19,9 @@ import yaml
 
 from synapse_workers.cli.report import plan_json, plan_table
 from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.load_figures import LOAD_FIGURES
 from synapse_workers.model.stack_config import PROJECT_DIR, StackFileError, read_stack_file
-from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
+from synapse_workers.ops.overrides import PIN_FLAG, WHATIF_FLAGS, LoadChange, apply, plan_with_flags
 from synapse_workers.ops.prometheus import Prometheus, PrometheusError
 from synapse_workers.ops.recommend.document import Saved, read_saved, recommendation_json
 from synapse_workers.ops.recommend.measure import measure
@@ -54,16 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         command.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
-        command.add_argument("--ccu", help="concurrent users, instead of synapse:ccu")
-        command.add_argument(
-            "--messages-per-second", dest="messages_per_second", help="instead of synapse:messagesPerSecond"
-        )
+        for figure in LOAD_FIGURES:
+            command.add_argument(figure.flag, dest=figure.attr, help=f"instead of synapse:{figure.config_key}")
         command.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
         if name == "plan":
             command.add_argument("--json", action="store_true", help="print JSON instead of a table")
-            command.add_argument("--to-ccu", dest="to_ccu", help="what-if: compare with this CCU")
-            command.add_argument("--to-messages-per-second", dest="to_messages_per_second", help="what-if")
-            command.add_argument("--to-federated-servers", dest="to_federated_servers", help="what-if")
+            for figure in LOAD_FIGURES:
+                command.add_argument(
+                    figure.whatif_flag, dest=f"to_{figure.attr}", help=f"what-if: compare with this {figure.key}"
+                )
         else:
             command.add_argument("--out", type=Path, required=True, help="folder to write into")
     scale = commands.add_parser(
@@ -72,10 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         description="write new load figures or pins into Pulumi.<stack>.yaml and append to scaling-history.yaml",
     )
     scale.add_argument("--stack", required=True)
-    scale.add_argument("--ccu")
-    scale.add_argument("--messages-per-second", dest="messages_per_second")
-    scale.add_argument("--federated-servers", dest="federated_servers")
-    scale.add_argument("--pin", action="append", type=_parse_pin, default=[], metavar="CLASS=REPLICAS")
+    for figure in LOAD_FIGURES:
+        scale.add_argument(figure.flag, dest=figure.attr)
+    scale.add_argument(PIN_FLAG, action="append", type=_parse_pin, default=[], metavar="CLASS=REPLICAS")
     scale.add_argument("--reason", help="why: it goes into the scaling history (required unless --from-recommendation)")
     scale.add_argument(
         "--from-recommendation",
@@ -109,18 +108,13 @@ def _parser() -> argparse.ArgumentParser:
 def _scale_command(args: argparse.Namespace) -> None:
     from synapse_workers.ops.scale import HISTORY_FILE, scale  # noqa: PLC0415 (ruamel only for this command)
 
-    change = LoadChange(
-        ccu=args.ccu,
-        messages_per_second=args.messages_per_second,
-        federated_servers=args.federated_servers,
-        pins=tuple(args.pin),
-    )
+    change = LoadChange.of({f.key: getattr(args, f.attr) for f in LOAD_FIGURES}, tuple(args.pin))
     reason, measured = args.reason, None
     if args.from_recommendation is not None:
         if not change.is_empty() or reason is not None:
             raise UsageError(
                 "synapse-workers scale: --from-recommendation takes its figures, pins and reason from the file; "
-                "give none of --ccu, --messages-per-second, --federated-servers, --pin, --reason with it"
+                f"give none of {', '.join(f.flag for f in LOAD_FIGURES)}, {PIN_FLAG}, --reason with it"
             )
         saved = _saved_recommendation(args)
         change, reason, measured = saved.change, saved.reason, saved.measured
@@ -190,19 +184,10 @@ def _stack_values(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[s
 
 
 def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], secret_keys: frozenset[str]) -> None:
-    target = LoadChange(
-        ccu=args.to_ccu,
-        messages_per_second=args.to_messages_per_second,
-        federated_servers=args.to_federated_servers,
-    )
+    target = LoadChange.of({f.key: getattr(args, f"to_{f.attr}") for f in LOAD_FIGURES})
     result = None
     if not target.is_empty():
-        flags = {
-            "ccu": "--to-ccu",
-            "messages_per_second": "--to-messages-per-second",
-            "federated_servers": "--to-federated-servers",
-        }
-        new_values, named = apply(values, target, flags)
+        new_values, named = apply(values, target, WHATIF_FLAGS)
         new_plan = plan_with_flags(args.stack, new_values, secret_keys, named)
         result = compare(plan, new_plan)
         plan = new_plan
@@ -235,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             return 0
         values, secret_keys = _stack_values(args)
-        values, named = apply(values, LoadChange(ccu=args.ccu, messages_per_second=args.messages_per_second))
+        values, named = apply(values, LoadChange.of({f.key: getattr(args, f.attr) for f in LOAD_FIGURES}))
         plan = plan_with_flags(args.stack, values, secret_keys, named)
         if args.command == "plan":
             _plan_command(args, plan, values, secret_keys)

@@ -18,6 +18,7 @@ from pulumi.runtime.stack import run_pulumi_func
 
 from components.deployed import DeployedStates, FixedStates
 from components.program import run
+from synapse_workers.model.worker_classes import MAIN
 from synapse_workers.ops.guards import Deployed
 from synapse_workers.ops.revision import program_revision
 
@@ -80,7 +81,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 def gates_pass(stack: str) -> FixedStates:
     """The guards' view for a review: `stack` has deployed nothing yet (so no restart needs a window),
     and every other stack (the staging gate) has deployed this revision and succeeded."""
-    staged = Deployed(revisions={"main": program_revision()}, last_result="succeeded")
+    staged = Deployed(revisions={MAIN.name: program_revision()}, last_result="succeeded")
     return FixedStates({stack: Deployed()}, default=staged)
 
 

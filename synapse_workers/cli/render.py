@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synapse_workers.cli.mock_runtime import REDACTED, Registered, run_program
+from synapse_workers.model.worker_classes import MAIN
 from synapse_workers.synapse.config_files import from_yaml, merge_process_config, to_yaml
 
 
@@ -65,7 +66,7 @@ def process_configs(objects: list[dict[str, Any]]) -> dict[str, str]:
         shared = configmaps[_volume_configmap(template, "config-shared")]
         own = configmaps[_volume_configmap(template, "config-class")]
         name = o["metadata"]["name"]
-        is_main = template["metadata"]["labels"]["app.kubernetes.io/component"] == "main"
+        is_main = template["metadata"]["labels"]["app.kubernetes.io/component"] == MAIN.name
         if o["kind"] == "Deployment":
             pods = [(f"{name}.yaml", f"{name}-sample")]
         else:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from synapse_workers.kube.alerts import watch_for
 from synapse_workers.kube.budget import budget_json, budget_lines
-from synapse_workers.kube.monitoring import watch_for_class
 from synapse_workers.kube.rollout import STAGES
+from synapse_workers.model.worker_classes import MAIN
 from synapse_workers.plan import Plan
 from synapse_workers.synapse.routing import routes_for_plan
 
@@ -51,9 +52,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 "beyondGuide": size.spec.beyond_guide,
                 "formula": size.formula_value,
                 "guideTable": None if size.spec.beyond_guide else size.table_value,
-                "dbConnections": settings.db_pool(size.spec.name).cp_max,
+                "dbConnections": settings.db_pool(size.spec).cp_max,
                 "monitoring": size.spec.monitoring,
-                "watch": watch_for_class(size.spec.name)._asdict() if size.deployed else None,
+                "watch": watch_for(size.spec)._asdict() if size.deployed else None,
                 "notes": list(size.notes),
             }
             for size in plan.sizes
@@ -95,12 +96,12 @@ def plan_table(plan: Plan) -> str:
         formula = str(size.formula_value)
         table = "-" if size.spec.beyond_guide else str(size.table_value)
         name = f"{size.spec.name}{BEYOND_MARK if size.spec.beyond_guide else ''}"
-        pool = str(settings.db_pool(size.spec.name).cp_max)
+        pool = str(settings.db_pool(size.spec).cp_max)
         rows.append((name, size.spec.kind, size.spec.scaling, replicas, hpa, formula, table, pool))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-    lines.append(f"main: 1 StatefulSet pod, {settings.db_pool(None).cp_max} db conns")
+    lines.append(f"main: 1 StatefulSet pod, {settings.db_pool(MAIN).cp_max} db conns")
     lines.append(
         f"{BEYOND_MARK} beyond the guide: duties taken off main, on from the guide's phase 3 (README, "
         "\"Main's duties as worker classes\"); formula: 1 per the class's CCU divisor, or 1 where Synapse takes one"
@@ -119,7 +120,7 @@ def plan_table(plan: Plan) -> str:
     lines += ["", "Watch (the guide's targets; metric and alert with synapse:monitoring.enabled):"]
     for size in plan.sizes:
         if size.deployed:
-            watch = watch_for_class(size.spec.name)
+            watch = watch_for(size.spec)
             lines.append(f"  {size.spec.name}: {size.spec.monitoring}; {watch.metric}; alert {watch.alert}")
     lines += ["", "Rollout order when config changes:"]
     lines += [f"  {i + 1}. {STAGES[i]}: {', '.join(parts)}" for i, parts in enumerate(rollout_stages(plan)) if parts]

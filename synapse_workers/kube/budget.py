@@ -143,8 +143,7 @@ def compute_budget(
                 spans[key] = spans.get(key, ZERO) + count.times(_per_pod(_workload(objects), field, resource))
     return Budget(
         synapse_connections=tuple(
-            ClassConnections(w.part, settings.db_pool(w.spec.name if w.spec else None).cp_max, pods(w.manifests))
-            for w in workloads
+            ClassConnections(w.part, settings.db_pool(w.spec).cp_max, pods(w.manifests)) for w in workloads
         ),
         pooler_pods=pods(pooler) if pooler else None,
         pool_size=settings.postgres.pooler.pool_size,

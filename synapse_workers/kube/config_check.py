@@ -14,7 +14,7 @@ from typing import Any
 
 from synapse_workers.kube import manifests as k8s
 from synapse_workers.model.settings import Settings
-from synapse_workers.model.worker_classes import Resources
+from synapse_workers.model.worker_classes import MAIN, Resources
 from synapse_workers.synapse.config_files import (
     CLASS_FILE,
     MEDIA_DIR,
@@ -40,7 +40,7 @@ def check_script(parts: list[str]) -> str:
     lines = ["set -eu", f"printf 'worker_name: {CHECK_WORKER_NAME}\\n' > {WORKER_NAME_FILE}"]
     class_name = CLASS_FILE.rsplit("/", 1)[1]
     for part in parts:
-        extra = "" if part == "main" else f" -c {WORKER_NAME_FILE}"
+        extra = "" if part == MAIN.name else f" -c {WORKER_NAME_FILE}"
         lines.append(f"echo 'checking {part}'")
         lines.append(f"python -m synapse.config -c {SHARED_FILE} -c {_class_dir(part)}/{class_name}{extra}")
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from synapse_workers.kube import manifests as k8s
-from synapse_workers.kube.monitoring import watch_for_class
+from synapse_workers.kube.alerts import watch_for
 from synapse_workers.kube.workload import Deployed, Workload
 
 DASHBOARD_LABEL = "grafana_dashboard"
@@ -42,14 +42,14 @@ def _panels_for(workload: Workload, namespace: str, first_id: int, y: int) -> li
         "histogram_quantile(0.95, sum by (le, pod) "
         f"(rate(synapse_http_server_response_time_seconds_bucket{{{job}}}[5m])))"
     )
-    watch = watch_for_class(workload.part)
+    watch = watch_for(workload.spec)
     metric = watch.metric
     selector = f"{{{job}}}" if "{" not in metric else metric[metric.index("{") : -1] + f", {job}}}"
     base = metric.split("{", 1)[0]
     scaling = (
         f"sum by (pod) (rate({base}{selector}[5m]))" if base.endswith(("_total", "_bucket")) else f"{base}{selector}"
     )
-    if workload.spec is not None and workload.spec.kind == "Deployment":
+    if workload.spec.kind == "Deployment":
         hpa = f'namespace="{namespace}", horizontalpodautoscaler="{name}"'
         replicas = (
             f"kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}} "

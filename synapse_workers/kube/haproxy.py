@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from synapse_workers.model.worker_classes import BY_NAME
-from synapse_workers.synapse.config_files import MAIN_CLASS
+from synapse_workers.model.worker_classes import BY_NAME, MAIN
 from synapse_workers.synapse.routing import FEDERATION_PATHS, FIRST_POD_SUFFIX, Route, Routed, routes_for_plan
-from synapse_workers.synapse.topology import CLIENT_PORT, MAIN_POD, MAIN_WORKLOAD, pod_host
+from synapse_workers.synapse.topology import CLIENT_PORT, pod_host
 
 ROUTER_PORT = CLIENT_PORT
 """The router listens where clients expect Synapse: 8008, behind the Ingress."""
@@ -24,9 +23,13 @@ MIN_TEMPLATE_SLOTS = 64
 """Server slots per autoscaled class: at least this many, and at least the HPA maximum (rounded up to a
 power of two), so every pod the HPA adds finds a free slot without a router restart."""
 
-HASHED_CLASSES = frozenset({"synchrotron", "generic-worker", "receipts-writer"})
-"""Backends that may run several pods and whose routes carry a balance key; the rest run round robin
-(media reads a shared store; single-writer classes have one pod)."""
+
+def hashed(backend: str) -> bool:
+    """A backend whose class balances by hash (its row's `balance`): several pods, and routes that carry
+    a balance key. Main, first-pod backends and the rest run round robin."""
+    spec = BY_NAME.get(backend)
+    return spec is not None and spec.balance == "hash"
+
 
 RESOLVERS = "cluster-dns"
 
@@ -71,8 +74,8 @@ def _server_lines(plan: Routed, backend: str, servers: Mapping[str, Sequence[str
         given = servers[class_name][:1] if first_only else servers[class_name]
         return [f"    server {backend}-{i} {address} check" for i, address in enumerate(given)]
     dns = f"resolvers {RESOLVERS} resolve-prefer ipv4 init-addr none check"
-    if backend == MAIN_CLASS:
-        return [f"    server {MAIN_POD} {pod_host(MAIN_POD, MAIN_WORKLOAD, namespace)}:{CLIENT_PORT} {dns}"]
+    if backend == MAIN.name:
+        return [f"    server {MAIN.pod} {pod_host(MAIN.pod, MAIN.workload_name, namespace)}:{CLIENT_PORT} {dns}"]
     size = next(s for s in plan.sizes if s.spec.name == class_name)
     if size.spec.kind == "Deployment":
         assert size.max_replicas is not None
@@ -88,7 +91,7 @@ def _server_lines(plan: Routed, backend: str, servers: Mapping[str, Sequence[str
 
 def backends_for_plan(plan: Routed) -> tuple[str, ...]:
     """Main and every class some route of this plan targets, in table order."""
-    targets: list[str] = [MAIN_CLASS]
+    targets: list[str] = [MAIN.name]
     for route in routes_for_plan(plan):
         if route.backend not in targets:
             targets.append(route.backend)
@@ -178,14 +181,14 @@ def haproxy_config(
     out.append("    http-request set-var(txn.lb_key) var(txn.user_key)")
     key_source = {"user": "var(txn.user_key)", "room": "var(txn.room_key)", "origin": "var(txn.origin_key)"}
     for i, route in reversed(list(enumerate(routes))):
-        if route.target in HASHED_CLASSES:
+        if hashed(route.target):
             out.append(f"    http-request set-var(txn.lb_key) {key_source[route.key]} if {_condition(i, route)}")
     for i, route in enumerate(routes):
         out.append(f"    use_backend {route.backend} if {_condition(i, route)}")
-    out.append(f"    default_backend {MAIN_CLASS}")
+    out.append(f"    default_backend {MAIN.name}")
     for backend in backends:
         out += ["", f"backend {backend}"]
-        if backend in HASHED_CLASSES:
+        if hashed(backend):
             out += ["    balance hash var(txn.lb_key)", "    hash-type consistent"]
         else:
             out.append("    balance roundrobin")

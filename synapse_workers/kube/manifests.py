@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from synapse_workers.model.settings import SECRET_FILES, Settings
-from synapse_workers.model.worker_classes import Resources
+from synapse_workers.model.worker_classes import MAIN, MEDIA_CLASS, Resources
 from synapse_workers.synapse.config_files import (
     CLASS_FILE,
     MEDIA_DIR,
@@ -100,7 +100,7 @@ def pod_template(
     replication: bool,
     media: bool,
 ) -> dict[str, Any]:
-    is_main = component == "main"
+    is_main = component == MAIN.name
     ports = [{"name": "http", "containerPort": CLIENT_PORT, "protocol": "TCP"}]
     if replication:
         ports.append({"name": "replication", "containerPort": REPLICATION_PORT, "protocol": "TCP"})
@@ -192,7 +192,7 @@ def statefulset(settings: Settings, name: str, component: str, replicas: int, te
         "spec": {
             "serviceName": name,
             "replicas": replicas,
-            "podManagementPolicy": "OrderedReady" if component == "main" else "Parallel",
+            "podManagementPolicy": "OrderedReady" if component == MAIN.name else "Parallel",
             "updateStrategy": {"type": "RollingUpdate"},
             "selector": {"matchLabels": selector(settings, component)},
             "template": template,
@@ -311,6 +311,6 @@ def media_claim(settings: Settings) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": metadata(settings, settings.media.claim_name, "media-repository"),
+        "metadata": metadata(settings, settings.media.claim_name, MEDIA_CLASS.name),
         "spec": spec,
     }

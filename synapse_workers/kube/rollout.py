@@ -9,25 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synapse_workers.model.worker_classes import WorkerClass
-
-MAIN = "main"
+from synapse_workers.model.worker_classes import MainProcess, Process
 
 STAGES: tuple[str, ...] = ("config", "writers", "main", "readers")
 """Rollout stages in order; each stage's workloads depend on every workload of the stage before."""
 
 
-def stage_of(spec: WorkerClass | None) -> int:
-    if spec is None:
+def stage_of(process: Process) -> int:
+    if isinstance(process, MainProcess):
         return STAGES.index("main")
-    if spec.stream is not None or spec.hash_sharded:
+    if process.stream is not None or process.hash_sharded:
         return STAGES.index("writers")
     return STAGES.index("readers")
-
-
-def config_parts_read(part: str) -> tuple[str, str]:
-    """Every process reads the shared topology file and its own class's file, nothing else."""
-    return ("shared", part)
 
 
 @dataclass(frozen=True)
@@ -42,12 +35,12 @@ class ResourceRules:
     """An HPA owns `spec.replicas` of its Deployment: the program must not fight it on every `up`."""
 
 
-def rules_for(spec: WorkerClass | None, members: tuple[str, ...]) -> ResourceRules:
-    if spec is None:
+def rules_for(process: Process, members: tuple[str, ...]) -> ResourceRules:
+    if isinstance(process, MainProcess):
         # Main is never replaced as a resource: it only ever rolls.
-        return ResourceRules(stage_of(None), None, False)
+        return ResourceRules(stage_of(process), None, False)
     return ResourceRules(
-        stage=stage_of(spec),
-        replacement_trigger=",".join(members) if spec.hash_sharded else None,
-        ignore_replicas=spec.scaling == "hpa",
+        stage=stage_of(process),
+        replacement_trigger=",".join(members) if process.hash_sharded else None,
+        ignore_replicas=process.scaling == "hpa",
     )

@@ -13,7 +13,7 @@ from synapse_workers.kube import manifests as k8s
 from synapse_workers.kube.rollout import ResourceRules
 from synapse_workers.model.settings import Settings
 from synapse_workers.model.sizing import ClassSize
-from synapse_workers.model.worker_classes import WorkerClass
+from synapse_workers.model.worker_classes import Process
 from synapse_workers.synapse.config_files import ConfigFile, merged_process_config
 
 
@@ -22,7 +22,7 @@ class Workload:
     """Main or one worker class: its config file, its Kubernetes objects and how it rolls."""
 
     part: str
-    spec: WorkerClass | None
+    spec: Process
     size: ClassSize | None
     config: ConfigFile
     rules: ResourceRules

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -29,9 +29,20 @@ from synapse_workers.model.config_types import (
     StackName,
     Text,
     WholeNumber,
+    quantity,
 )
 from synapse_workers.model.errors import UNSET, ConfigError
-from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES, HA_FLOOR, MAIN_DB_POOL, WORKER_CLASSES, DbPool
+from synapse_workers.model.worker_classes import (
+    BY_NAME,
+    CLASS_NAMES,
+    HA_FLOOR,
+    PROCESSES,
+    WORKER_CLASSES,
+    DbPool,
+    MainProcess,
+    Process,
+    Resources,
+)
 
 NAMESPACE = "synapse"
 """The config namespace: keys are written `synapse:ccu`, `synapse:workers`, …"""
@@ -42,26 +53,11 @@ PROVIDER_NAMESPACES = ("kubernetes", "pulumi")
 MAX_CCU = 1_000_000
 MAX_REPLICAS = 1000
 
-ClassName = Literal[
-    "synchrotron",
-    "generic-worker",
-    "event-persister",
-    "federation-sender",
-    "media-repository",
-    "typing-writer",
-    "todevice-writer",
-    "receipts-writer",
-    "presence-writer",
-    "pusher",
-    "background-worker",
-    "user-directory",
-    "appservice-sender",
-    "account-data-writer",
-    "push-rules-writer",
-    "device-lists-writer",
-    "thread-subscriptions-writer",
-]
-assert get_args(ClassName) == CLASS_NAMES
+if TYPE_CHECKING:
+    ClassName = str
+else:
+    # The table's names as a Literal, so pydantic refuses any other key and lists the allowed ones.
+    ClassName = Literal[CLASS_NAMES]
 
 SECRET_FILES: dict[str, str] = {
     "registrationSharedSecret": "registration_shared_secret",
@@ -258,20 +254,39 @@ class Settings(_Model):
     """Secret keys given as Pulumi secrets (names only, never values)."""
 
     def pin(self, class_name: str) -> WorkerOverride | None:
-        return self.workers.get(class_name)  # type: ignore[call-overload, no-any-return]
+        return self.workers.get(class_name)
 
-    def db_pool(self, class_name: str | None) -> DbPool:
-        """The pool a process of this class (None: main) opens: the table's default, then the stack's."""
-        if class_name is None:
-            base, override = MAIN_DB_POOL, self.main.database
-        else:
-            pin = self.pin(class_name)
-            base, override = BY_NAME[class_name].db_pool, None if pin is None else pin.database
+    def overrides(self, process: Process) -> MainProcessSettings | WorkerOverride | None:
+        """What the stack sets for main (`synapse:main`) or a class (`synapse:workers.<class>`)."""
+        return self.main if isinstance(process, MainProcess) else self.pin(process.name)
+
+    def key_of(self, process: Process) -> str:
+        """The config key under which the stack sets `process`'s resources and pool."""
+        return f"{NAMESPACE}:main" if isinstance(process, MainProcess) else f"{NAMESPACE}:workers.{process.name}"
+
+    def db_pool(self, process: Process) -> DbPool:
+        """The pool a process opens: the table's default, then the stack's."""
+        given = self.overrides(process)
+        base, override = process.db_pool, None if given is None else given.database
         if override is None:
             return base
         return DbPool(
             cp_min=override.cp_min if override.cp_min is not None else base.cp_min,
             cp_max=override.cp_max if override.cp_max is not None else base.cp_max,
+        )
+
+    def resources(self, process: Process) -> Resources:
+        """The process's container resources: the table's defaults, then the stack's."""
+        given = self.overrides(process)
+        override = None if given is None else given.resources
+        base = process.resources
+        if override is None:
+            return base
+        return Resources(
+            cpu_request=override.requests.cpu or base.cpu_request,
+            memory_request=override.requests.memory or base.memory_request,
+            cpu_limit=override.limits.cpu or base.cpu_limit,
+            memory_limit=override.limits.memory or base.memory_limit,
         )
 
     @property
@@ -391,12 +406,12 @@ def _check_pins(settings: Settings) -> None:
     for name, pin in sorted(settings.workers.items()):
         spec = BY_NAME[name]
         key = f"{NAMESPACE}:workers.{name}"
-        if name == "federation-sender" and not settings.federation.enabled:
+        if spec.needs_federation and not settings.federation.enabled:
             raise ConfigError(
                 stack,
                 key,
                 pin.model_dump(by_alias=True, exclude_none=True),
-                "no federation-sender settings while synapse:federation.enabled is false",
+                f"no {name} settings while synapse:federation.enabled is false",
                 "federation is off",
             )
         if spec.scaling == "manual":
@@ -458,7 +473,7 @@ def _check_pins(settings: Settings) -> None:
             )
 
 
-def _check_cross_fields(settings: Settings) -> None:
+def _check_federation(settings: Settings) -> None:
     stack = settings.stack
     fed = settings.federation
     if fed.servers is not None and not fed.enabled:
@@ -477,21 +492,26 @@ def _check_cross_fields(settings: Settings) -> None:
             "a whole number of federated servers from 1 to 100000 (it sizes the federation senders)",
             "required when federation is enabled",
         )
-    for class_name, key in ((None, "main"), *((name, f"workers.{name}") for name in CLASS_NAMES)):
-        pool = settings.db_pool(class_name)
+
+
+def _check_pools(settings: Settings) -> None:
+    for process in PROCESSES:
+        pool = settings.db_pool(process)
         if pool.cp_max >= pool.cp_min:
             continue
-        pin = None if class_name is None else settings.pin(class_name)
-        given = settings.main.database if class_name is None else None if pin is None else pin.database
-        if given is not None and given.cp_max is not None:
+        given = settings.overrides(process)
+        database = None if given is None else given.database
+        if database is not None and database.cp_max is not None:
             allowed, field, value, problem = f"at least cpMin ({pool.cp_min})", "cpMax", pool.cp_max, "below cpMin"
         else:
             allowed, field, value, problem = f"at most cpMax ({pool.cp_max})", "cpMin", pool.cp_min, "above cpMax"
         raise ConfigError(
-            stack, f"{NAMESPACE}:{key}.database.{field}", value, f"a whole number of connections {allowed}", problem
+            settings.stack,
+            f"{settings.key_of(process)}.database.{field}",
+            value,
+            f"a whole number of connections {allowed}",
+            problem,
         )
-    _check_pins(settings)
-    _check_secrets(settings)
 
 
 def _check_secrets(settings: Settings) -> None:
@@ -529,6 +549,28 @@ def _check_secrets(settings: Settings) -> None:
         )
 
 
+def _check_resources(settings: Settings) -> None:
+    """A request above its limit is refused here: Kubernetes would refuse the whole workload at apply time."""
+    for process in PROCESSES:
+        merged = settings.resources(process)
+        for what, request, limit in (
+            ("cpu", merged.cpu_request, merged.cpu_limit),
+            ("memory", merged.memory_request, merged.memory_limit),
+        ):
+            if quantity(request) > quantity(limit):
+                raise ConfigError(
+                    settings.stack,
+                    f"{settings.key_of(process)}.resources.requests.{what}",
+                    request,
+                    f"a request no larger than the limit ({limit})",
+                    "request above limit",
+                )
+
+
+CHECKS = (_check_federation, _check_pools, _check_pins, _check_secrets, _check_resources)
+"""The checks that span several keys, in the order their errors win: each refuses in one line."""
+
+
 def load_settings(stack: str, values: Mapping[str, str], secret_keys: AbstractSet[str] = frozenset()) -> Settings:
     """Validate a stack's config, given as the Pulumi CLI hands it to a program."""
     data, secrets = parse_values(stack, values, secret_keys)
@@ -536,5 +578,6 @@ def load_settings(stack: str, values: Mapping[str, str], secret_keys: AbstractSe
         settings = Settings.model_validate({**data, "stack": stack, "managedSecrets": secrets})
     except ValidationError as error:
         raise _from_validation_error(stack, error, data) from None
-    _check_cross_fields(settings)
+    for check in CHECKS:
+        check(settings)
     return settings

@@ -13,6 +13,7 @@ from itertools import pairwise
 from typing import Literal
 
 from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.load_figures import LOAD_FIGURES
 from synapse_workers.model.settings import NAMESPACE, Settings
 from synapse_workers.model.worker_classes import HA_FLOOR, WORKER_CLASSES, WorkerClass
 
@@ -56,12 +57,8 @@ class Load:
 
     def figure(self, spec: WorkerClass, scale: Fraction = Fraction(1)) -> Fraction:
         """The load figure `spec` is sized on, scaled (the HPA maximum is sized at ccu × headroom)."""
-        base = {
-            "ccu": Fraction(self.ccu),
-            "messagesPerSecond": self.messages_per_second,
-            "federatedServers": Fraction(self.federated_servers),
-        }[spec.load]
-        return base * scale
+        (figure,) = (f for f in LOAD_FIGURES if f.key == spec.load)
+        return Fraction(getattr(self, figure.attr)) * scale
 
 
 def load_of(settings: Settings) -> Load:
@@ -102,6 +99,9 @@ class ClassSize:
     formula_value: int
     table_value: int
     notes: tuple[str, ...]
+    """What the plan prints under the class, in order."""
+    departures: tuple[str, ...] = ()
+    """Those of the notes that depart from the guide, which the plan also lists on their own."""
 
 
 def _guide(settings: Settings, spec: WorkerClass, figure: Fraction) -> int:
@@ -134,7 +134,17 @@ def _size_beyond_guide(settings: Settings, load: Load, spec: WorkerClass) -> Cla
     formula = 1 if spec.exactly_one else formula_replicas(spec, load.figure(spec))
     off = _off_notes(settings, spec)
     if off is not None:
-        return ClassSize(spec, False, 0, None, None, formula, formula, 0, off)
+        return ClassSize(
+            spec=spec,
+            deployed=False,
+            replicas=0,
+            min_replicas=None,
+            max_replicas=None,
+            guide_value=formula,
+            formula_value=formula,
+            table_value=0,
+            notes=off,
+        )
     notes: list[str] = []
     replicas = max(formula, 1 if spec.exactly_one else HA_FLOOR)
     if spec.exactly_one:
@@ -145,7 +155,17 @@ def _size_beyond_guide(settings: Settings, load: Load, spec: WorkerClass) -> Cla
     if pin is not None and pin.replicas is not None and not spec.exactly_one:
         notes.append(f"pinned to {pin.replicas} (sizing gives {replicas})")
         replicas = pin.replicas
-    return ClassSize(spec, True, replicas, None, None, formula, formula, 0, tuple(notes))
+    return ClassSize(
+        spec=spec,
+        deployed=True,
+        replicas=replicas,
+        min_replicas=None,
+        max_replicas=None,
+        guide_value=formula,
+        formula_value=formula,
+        table_value=0,
+        notes=tuple(notes),
+    )
 
 
 def size_class(settings: Settings, load: Load, spec: WorkerClass) -> ClassSize:
@@ -155,19 +175,31 @@ def size_class(settings: Settings, load: Load, spec: WorkerClass) -> ClassSize:
     formula = formula_replicas(spec, figure)
     table = table_replicas(spec, figure)
     guide = table if settings.sizing == "guide-table" else formula
-    if spec.load == "federatedServers" and not load.federation_enabled:
-        return ClassSize(spec, False, 0, None, None, 0, 0, 0, ("not deployed: federation is disabled",))
+    if spec.needs_federation and not load.federation_enabled:
+        return ClassSize(
+            spec=spec,
+            deployed=False,
+            replicas=0,
+            min_replicas=None,
+            max_replicas=None,
+            guide_value=0,
+            formula_value=0,
+            table_value=0,
+            notes=("not deployed: federation is disabled",),
+        )
 
     notes: list[str] = []
     replicas = max(HA_FLOOR, guide)
     if replicas != guide:
         notes.append(f"raised to the HA floor of {HA_FLOOR} (the guide's model gives {guide})")
+    departures: list[str] = []
     if spec.exactly_one:
         replicas = 1
-        notes.append(
+        departures.append(
             f"departs from the guide: 1 replica, not {max(HA_FLOOR, guide)}; {spec.why_one} and refuses "
             "to start with more (synapse/config/workers.py)"
         )
+        notes.extend(departures)
     pin = settings.pin(spec.name)
     min_replicas: int | None = None
     max_replicas: int | None = None
@@ -196,7 +228,18 @@ def size_class(settings: Settings, load: Load, spec: WorkerClass) -> ClassSize:
     elif pin is not None and pin.replicas is not None and not spec.exactly_one:
         notes.append(f"pinned to {pin.replicas} (sizing gives {replicas})")
         replicas = pin.replicas
-    return ClassSize(spec, True, replicas, min_replicas, max_replicas, guide, formula, table, tuple(notes))
+    return ClassSize(
+        spec=spec,
+        deployed=True,
+        replicas=replicas,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        guide_value=guide,
+        formula_value=formula,
+        table_value=table,
+        notes=tuple(notes),
+        departures=tuple(departures),
+    )
 
 
 def size_all(settings: Settings) -> tuple[Load, tuple[ClassSize, ...]]:

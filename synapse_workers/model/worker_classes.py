@@ -1,7 +1,9 @@
 """The worker classes, as one table of data: the guide's nine, then the duties taken off main.
 
-Everything that differs between classes lives here, so sizing, topology, config generation and the
-Pulumi components stay loops over this table instead of near-copies of the same code.
+Everything that differs between classes lives here, so sizing, topology, config generation, the router,
+monitoring and the Pulumi components stay loops over this table instead of near-copies of the same code.
+A new class is one row here (plus its routes in `synapse/routing.py` if it serves HTTP). Main is not a
+row but one record, `MAIN`, carrying every name Synapse and Kubernetes know it by.
 """
 
 from __future__ import annotations
@@ -11,12 +13,23 @@ from typing import Literal
 
 Kind = Literal["Deployment", "StatefulSet"]
 Scaling = Literal["hpa", "manual"]
-LoadFigure = Literal["ccu", "messagesPerSecond", "federatedServers"]
+FigureKey = Literal["ccu", "messagesPerSecond", "federatedServers"]
 Duty = Literal[
-    "pusher_instances", "run_background_tasks_on", "update_user_directory_from_worker", "notify_appservices_from_worker"
+    "pusher_instances",
+    "run_background_tasks_on",
+    "update_user_directory_from_worker",
+    "notify_appservices_from_worker",
+    "federation_sender_instances",
+    "media_instance_running_background_jobs",
 ]
 """The shared-config key by which Synapse hands one of main's duties to named workers
-(synapse/config/workers.py): a list for pushers, one instance name for the rest."""
+(synapse/config/workers.py, synapse/config/repository.py)."""
+Balance = Literal["hash", "roundrobin"]
+"""How the router spreads a class's requests over its pods: `hash` on the route's balance key (a user,
+a room, an origin server: see `synapse/routing.py`), or round robin."""
+Signal = Literal["sync-latency", "client-latency", "persister-rate", "federation-queue", "stream-lag", "cpu"]
+"""What shows first that a class needs scaling: the alert `plan` tells the operator to watch, and
+what `recommend` checks beside CPU (the PromQL for each lives in `kube/queries.py`)."""
 
 HA_FLOOR = 2
 """Every class runs at least two replicas for availability (the guide's examples give 2 at 100 CCU)."""
@@ -48,7 +61,7 @@ class WorkerClass:
     name: str
     kind: Kind
     scaling: Scaling
-    load: LoadFigure
+    load: FigureKey
     divisor: int
     guide_table: tuple[tuple[int, int], ...]
     """The guide's example rows as (load figure, replicas), for `sizing: guide-table`."""
@@ -68,6 +81,21 @@ class WorkerClass:
     """What the guide says to watch for this class."""
     duty: Duty | None = None
     """The main-process duty this class takes over, by its shared-config key."""
+    duty_on_every_pod: bool = False
+    """The duty's key names every pod (a list, the work hash-sharded over it), not only the first pod."""
+    duty_without_pods: bool = False
+    """Write the duty's key even when the class runs no pod: an empty list then hands the duty to no
+    process (federation off: nobody sends), where an absent key would leave it on main."""
+    balance: Balance = "roundrobin"
+    metrics_stream: str | None = None
+    """The `stream_name` under which Synapse reports this class's stream position, where it exports one
+    (the names the stream ID generators register, synapse/storage/databases/main/*.py; presence's is
+    `presence_stream`, not `presence`). Typing lives in memory, with no position to export: None."""
+    signal: Signal | None = None
+    """What shows this class needs scaling; None: its stream's replication lag where it has a
+    `metrics_stream`, else its CPU."""
+    serves_federation: bool = False
+    """Also serves the federation API on its client listener while federation is enabled."""
     from_phase: int | None = None
     """Beyond the guide: deployed by default only from this guide phase on (None: one of the guide's
     nine, always deployed). Below it the duty stays on main; a stack pin of 0 turns it off anywhere."""
@@ -86,10 +114,6 @@ class WorkerClass:
         return f"Synapse runs this duty on the one instance `{self.duty}` names"
 
     @property
-    def component(self) -> str:
-        return self.name
-
-    @property
     def workload_name(self) -> str:
         return f"synapse-{self.name}"
 
@@ -101,6 +125,22 @@ class WorkerClass:
     def needs_instance_map(self) -> bool:
         """Stream writers are reached over HTTP replication, so every process must know their address."""
         return self.stream is not None or self.first_pod_writes is not None
+
+    @property
+    def serves_media(self) -> bool:
+        """Loads the media repository (`enable_media_repo`) and mounts the shared media store."""
+        return "media" in self.http_resources
+
+    @property
+    def needs_federation(self) -> bool:
+        """Sized on the federated-server count, so it exists only while federation is enabled."""
+        return self.load == "federatedServers"
+
+    @property
+    def watch(self) -> Signal:
+        if self.signal is not None:
+            return self.signal
+        return "stream-lag" if self.metrics_stream is not None else "cpu"
 
 
 _SMALL = Resources("100m", "256Mi", "1", "1Gi")
@@ -121,6 +161,8 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_BUSY,
         db_pool=DbPool(1, 5),
         monitoring="CPU 60-70 %, /sync p95 < 500 ms, queue depth < 100",
+        balance="hash",
+        signal="sync-latency",
     ),
     WorkerClass(
         name="generic-worker",
@@ -136,6 +178,9 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_BUSY,
         db_pool=DbPool(1, 5),
         monitoring="CPU 60-70 %, API p95 < 1 s, < 50 req/s per worker",
+        balance="hash",
+        signal="client-latency",
+        serves_federation=True,
     ),
     WorkerClass(
         name="event-persister",
@@ -152,6 +197,8 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_BUSY,
         db_pool=DbPool(2, 10),
         monitoring="DB write p95 < 50 ms, < 100 events/s per persister, DB pool < 80 %",
+        metrics_stream="events",
+        signal="persister-rate",
     ),
     WorkerClass(
         name="federation-sender",
@@ -167,6 +214,10 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_BUSY,
         db_pool=DbPool(1, 5),
         monitoring="send queue < 1,000, outbound p95 < 5 s, failed sends < 1 %",
+        signal="federation-queue",
+        duty="federation_sender_instances",
+        duty_on_every_pod=True,
+        duty_without_pods=True,
     ),
     WorkerClass(
         name="media-repository",
@@ -183,6 +234,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_BUSY,
         db_pool=DbPool(1, 3),
         monitoring="1 MB transfer < 2 s, storage p95 < 500 ms, thumbnail queue < 50",
+        duty="media_instance_running_background_jobs",
         # Only media processes serve the media admin API, and its quarantine writes assert that the
         # process writes this stream (synapse/storage/databases/main/room.py).
         first_pod_writes="quarantined_media_changes",
@@ -216,6 +268,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_SMALL,
         db_pool=DbPool(1, 3),
         monitoring="stream latency < 100 ms, queue < 500, replication lag < 1 s",
+        metrics_stream="to_device",
     ),
     WorkerClass(
         name="receipts-writer",
@@ -231,6 +284,8 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_SMALL,
         db_pool=DbPool(1, 3),
         monitoring="stream latency < 100 ms, queue < 500, replication lag < 1 s",
+        balance="hash",
+        metrics_stream="receipts",
     ),
     WorkerClass(
         name="presence-writer",
@@ -246,6 +301,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_SMALL,
         db_pool=DbPool(1, 3),
         monitoring="stream latency < 100 ms, queue < 500, replication lag < 1 s",
+        metrics_stream="presence_stream",
     ),
     # Beyond the guide: main's own duties, each handed to workers by Synapse's shared config. Sized
     # per the README ("Main's duties as worker classes"); off below the guide's phase 3.
@@ -265,6 +321,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_SMALL,
         db_pool=DbPool(1, 3),
         monitoring="push latency, pusher failures, HTTP push gateway errors",
+        duty_on_every_pod=True,
         duty="pusher_instances",
         from_phase=3,
     ),
@@ -333,6 +390,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_SMALL,
         db_pool=DbPool(1, 3),
         monitoring="stream latency < 100 ms, replication lag < 1 s",
+        metrics_stream="account_data",
         from_phase=3,
     ),
     WorkerClass(
@@ -349,6 +407,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_SMALL,
         db_pool=DbPool(1, 2),
         monitoring="stream latency < 100 ms, replication lag < 1 s",
+        metrics_stream="push_rules_stream",
         from_phase=3,
     ),
     WorkerClass(
@@ -367,6 +426,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_SMALL,
         db_pool=DbPool(1, 3),
         monitoring="stream latency < 100 ms, key upload p95, replication lag < 1 s",
+        metrics_stream="device_lists_stream",
         from_phase=3,
     ),
     WorkerClass(
@@ -383,6 +443,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         resources=_SMALL,
         db_pool=DbPool(1, 2),
         monitoring="stream latency < 100 ms, replication lag < 1 s",
+        metrics_stream="thread_subscriptions",
         default_off=(
             "Synapse serves thread subscriptions only with the experimental MSC4306 on; pinning this "
             "writer turns it on for every process (an experimental API is the operator's choice)"
@@ -394,6 +455,43 @@ CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in WORKER_CLASSES)
 GUIDE_CLASSES: tuple[str, ...] = tuple(c.name for c in WORKER_CLASSES if not c.beyond_guide)
 BY_NAME: dict[str, WorkerClass] = {c.name: c for c in WORKER_CLASSES}
 
-MAIN_RESOURCES = Resources("1", "1Gi", "4", "4Gi")
-MAIN_DB_POOL = DbPool(5, 10)
-"""Synapse's documented example pool: main still runs background updates and every duty no worker takes."""
+MEDIA_CLASS: WorkerClass = next(c for c in WORKER_CLASSES if c.serves_media)
+"""The class that owns the shared media store (its claim is labelled with it)."""
+
+
+@dataclass(frozen=True)
+class MainProcess:
+    """Synapse's main process: one record for every name it goes by, so no caller spells one by hand
+    and none passes `None` to mean main."""
+
+    name: str
+    """Its part: the `component` label, the router's backend, its config file and rollout stage."""
+    workload_name: str
+    pod: str
+    instance: str
+    """Synapse's key for it in `instance_map`."""
+    writer: str
+    """Synapse's instance name for it everywhere else: writer lists and duty names
+    (`MAIN_PROCESS_INSTANCE_NAME`, synapse/config/workers.py); `main` there would name no process."""
+    resources: Resources
+    db_pool: DbPool
+    """Synapse's documented example pool: main still runs background updates and every duty no worker takes."""
+    kind: Kind = "StatefulSet"
+    watch: Signal = "cpu"
+    metrics_stream: str | None = None
+    """Main writes no stream of its own that a lag alert could follow."""
+
+
+MAIN = MainProcess(
+    name="main",
+    workload_name="synapse-main",
+    pod="synapse-main-0",
+    instance="main",
+    writer="master",
+    resources=Resources("1", "1Gi", "4", "4Gi"),
+    db_pool=DbPool(5, 10),
+)
+
+Process = WorkerClass | MainProcess
+"""Main or a worker class: what a workload, a pool or a restart rule is about."""
+PROCESSES: tuple[Process, ...] = (MAIN, *WORKER_CLASSES)

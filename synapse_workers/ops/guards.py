@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapse_workers.kube.network_policy import NOT_SYNAPSE
-from synapse_workers.kube.rollout import MAIN
 from synapse_workers.model.settings import NAMESPACE, Settings
+from synapse_workers.model.worker_classes import MAIN
 
 DIGEST_ANNOTATION = "synapse-workers/pod-template-digest"
 REVISION_ANNOTATION = "synapse-workers/revision"
@@ -74,9 +74,9 @@ def maintenance_refusal(
     if not settings.require_maintenance_window or settings.maintenance_window or not previous:
         return None
     restarting = [part for part in current if part in previous and previous[part] != current[part]]
-    if MAIN not in restarting:
+    if MAIN.name not in restarting:
         return None
-    others = ", ".join(p for p in restarting if p != MAIN) or "nothing else"
+    others = ", ".join(p for p in restarting if p != MAIN.name) or "nothing else"
     return Refusal(
         f"stack '{settings.stack}': this change restarts synapse-main (and {others}); "
         f"prod restarts main only in a maintenance window: run `pulumi config set {NAMESPACE}:maintenanceWindow true`, "

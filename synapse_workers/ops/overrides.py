@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.load_figures import LOAD_FIGURES, LoadFigure
 from synapse_workers.model.settings import NAMESPACE, load_settings
+from synapse_workers.model.worker_classes import FigureKey
 from synapse_workers.plan import Plan, build_plan
 
 
@@ -25,8 +27,22 @@ class LoadChange:
     pins: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     """(class, replicas) pairs from `--pin class=N`."""
 
+    @classmethod
+    def of(cls, figures: Mapping[FigureKey, str | None], pins: tuple[tuple[str, str], ...] = ()) -> LoadChange:
+        """A change from figures keyed as the plan, the history and `recommend` name them."""
+        return cls(
+            ccu=figures.get("ccu"),
+            messages_per_second=figures.get("messagesPerSecond"),
+            federated_servers=figures.get("federatedServers"),
+            pins=pins,
+        )
+
+    def value(self, figure: LoadFigure) -> str | None:
+        text: str | None = getattr(self, figure.attr)
+        return text
+
     def is_empty(self) -> bool:
-        return not (self.ccu or self.messages_per_second or self.federated_servers or self.pins)
+        return not (any(self.value(f) for f in LOAD_FIGURES) or self.pins)
 
 
 def _object(values: Mapping[str, str], key: str) -> dict[str, object]:
@@ -37,13 +53,11 @@ def _object(values: Mapping[str, str], key: str) -> dict[str, object]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-FLAGS: Mapping[str, str] = {
-    "ccu": "--ccu",
-    "messages_per_second": "--messages-per-second",
-    "federated_servers": "--federated-servers",
-    "pins": "--pin",
-}
+PIN_FLAG = "--pin"
+FLAGS: Mapping[str, str] = {**{f.attr: f.flag for f in LOAD_FIGURES}, "pins": PIN_FLAG}
 """The flag each `LoadChange` field is typed as (`plan`, `scale`, and the command `recommend` proposes)."""
+WHATIF_FLAGS: Mapping[str, str] = {f.attr: f.whatif_flag for f in LOAD_FIGURES}
+"""`plan`'s what-if flags, which stand in for the same keys."""
 
 
 def apply(
@@ -52,17 +66,19 @@ def apply(
     """The stack's values with `change` applied, and which config key each flag stands in for."""
     out = dict(values)
     named: dict[str, str] = {}
-    if change.ccu is not None:
-        out[f"{NAMESPACE}:ccu"] = change.ccu
-        named[f"{NAMESPACE}:ccu"] = flags["ccu"]
-    if change.messages_per_second is not None:
-        out[f"{NAMESPACE}:messagesPerSecond"] = change.messages_per_second
-        named[f"{NAMESPACE}:messagesPerSecond"] = flags["messages_per_second"]
-    if change.federated_servers is not None:
-        federation = _object(out, f"{NAMESPACE}:federation")
-        federation["servers"] = change.federated_servers
-        out[f"{NAMESPACE}:federation"] = json.dumps(federation, sort_keys=True)
-        named[f"{NAMESPACE}:federation.servers"] = flags["federated_servers"]
+    for figure in LOAD_FIGURES:
+        value = change.value(figure)
+        if value is None:
+            continue
+        top, *inner = figure.path
+        if inner:
+            (field_name,) = inner
+            parent = _object(out, f"{NAMESPACE}:{top}")
+            parent[field_name] = value
+            out[f"{NAMESPACE}:{top}"] = json.dumps(parent, sort_keys=True)
+        else:
+            out[f"{NAMESPACE}:{top}"] = value
+        named[f"{NAMESPACE}:{figure.config_key}"] = flags[figure.attr]
     if change.pins:
         workers = _object(out, f"{NAMESPACE}:workers")
         for name, replicas in change.pins:

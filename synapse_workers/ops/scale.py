@@ -20,9 +20,10 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.load_figures import LOAD_FIGURES
 from synapse_workers.model.settings import NAMESPACE, load_settings
 from synapse_workers.model.stack_config import read_stack_file
-from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
+from synapse_workers.ops.overrides import FLAGS, LoadChange, apply, plan_with_flags
 from synapse_workers.ops.whatif import WhatIf, compare
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.config_files import to_yaml
@@ -48,12 +49,17 @@ def _child(parent: CommentedMap, key: str) -> CommentedMap:
 
 def _edit(config: CommentedMap, change: LoadChange) -> None:
     """Write values the way the CLI does: `pulumi config set` quotes scalars, `--path` writes numbers."""
-    if change.ccu is not None:
-        config[f"{NAMESPACE}:ccu"] = DoubleQuotedScalarString(str(int(change.ccu)))
-    if change.messages_per_second is not None:
-        config[f"{NAMESPACE}:messagesPerSecond"] = DoubleQuotedScalarString(change.messages_per_second.strip())
-    if change.federated_servers is not None:
-        _child(config, f"{NAMESPACE}:federation")["servers"] = int(change.federated_servers)
+    for figure in LOAD_FIGURES:
+        value = change.value(figure)
+        if value is None:
+            continue
+        text = str(int(value)) if figure.whole else value.strip()
+        top, *inner = figure.path
+        if inner:
+            (field_name,) = inner
+            _child(config, f"{NAMESPACE}:{top}")[field_name] = int(text) if figure.whole else float(text)
+        else:
+            config[f"{NAMESPACE}:{top}"] = DoubleQuotedScalarString(text)
     for name, replicas in change.pins:
         workers = _child(config, f"{NAMESPACE}:workers")
         _child(workers, name)["replicas"] = int(replicas)
@@ -63,14 +69,10 @@ def _record(
     stack: str, reason: str, now: datetime, old: Plan, new: Plan, change: LoadChange, measured: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     load: dict[str, str] = {}
-    if change.ccu is not None:
-        load["ccu"] = f"{old.load.ccu} -> {new.load.ccu}"
-    if change.messages_per_second is not None:
-        load["messagesPerSecond"] = (
-            f"{float(old.load.messages_per_second):g} -> {float(new.load.messages_per_second):g}"
-        )
-    if change.federated_servers is not None:
-        load["federatedServers"] = f"{old.load.federated_servers} -> {new.load.federated_servers}"
+    for figure in LOAD_FIGURES:
+        if change.value(figure) is not None:
+            before, after = (getattr(plan.load, figure.attr) for plan in (old, new))
+            load[figure.key] = f"{before} -> {after}" if figure.whole else f"{float(before):g} -> {float(after):g}"
     old_sizes = {s.spec.name: s.replicas for s in old.sizes}
     replicas = {
         s.spec.name: f"{old_sizes[s.spec.name]} -> {s.replicas}"
@@ -104,9 +106,7 @@ def scale(
     if not reason.strip():
         raise ConfigError(stack, "--reason", reason, "a few words on why (they go into the scaling history)")
     if change.is_empty():
-        raise ConfigError(
-            stack, "scale", "no change", "at least one of --ccu, --messages-per-second, --federated-servers, --pin"
-        )
+        raise ConfigError(stack, "scale", "no change", f"at least one of {', '.join(FLAGS.values())}")
     path = project_dir / f"Pulumi.{stack}.yaml"
     values, secret_keys = read_stack_file(stack, path)
     old = build_plan(load_settings(stack, values, secret_keys))

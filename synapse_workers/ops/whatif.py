@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapse_workers.kube.budget import budget_json, budget_lines
-from synapse_workers.kube.rollout import MAIN
 from synapse_workers.kube.workload import Workload
+from synapse_workers.model.worker_classes import MAIN
 from synapse_workers.plan import Plan
 
 
@@ -36,7 +36,7 @@ class WhatIf:
     @property
     def maintenance_window(self) -> bool:
         """Restarting main interrupts every client request it serves: plan a window for it."""
-        return MAIN in self.restarts
+        return MAIN.name in self.restarts
 
 
 def _template(workload: Workload | None) -> str | None:

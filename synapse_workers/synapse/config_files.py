@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from synapse_workers.model.settings import SECRET_FILES, Settings
-from synapse_workers.model.worker_classes import WorkerClass
+from synapse_workers.model.worker_classes import MAIN, Process, WorkerClass
 from synapse_workers.synapse.topology import (
     CLIENT_PORT,
     METRICS_PORT,
@@ -34,7 +34,6 @@ WORKER_NAME_FILE = f"{WORKER_NAME_DIR}/worker_name.yaml"
 SECRETS_DIR = "/secrets"
 MEDIA_DIR = "/media"
 WORKER_APP = "synapse.app.generic_worker"
-MAIN_CLASS = "main"
 
 
 def secret_path(config_key: str) -> str:
@@ -74,11 +73,11 @@ def shared_config(settings: Settings, topology: Topology) -> dict[str, Any]:
     return config
 
 
-def database_config(settings: Settings, class_name: str | None) -> dict[str, Any]:
-    """The `database` section of one class's file (None: main's). Per class, not shared, because each
+def database_config(settings: Settings, process: Process) -> dict[str, Any]:
+    """The `database` section of one class's file (or main's). Per class, not shared, because each
     class has its own pool size and Synapse merges `-c` files key by key: a class file's `database`
     replaces the shared one whole, so the section lives in exactly one file per process."""
-    pool = settings.db_pool(class_name)
+    pool = settings.db_pool(process)
     postgres = settings.postgres
     pooled = postgres.pooler.enabled
     return {
@@ -116,7 +115,7 @@ def main_config(settings: Settings) -> dict[str, Any]:
     """Main: the client and (when enabled) federation APIs nobody else serves, and replication."""
     resources = ["client", "federation"] if settings.federation.enabled else ["client"]
     config: dict[str, Any] = {
-        "database": database_config(settings, None),
+        "database": database_config(settings, MAIN),
         "listeners": _listeners(resources, replication=True),
         # Dedicated media workers always exist (HA floor 2), so main never serves media.
         "enable_media_repo": False,
@@ -130,14 +129,14 @@ def main_config(settings: Settings) -> dict[str, Any]:
 
 def class_config(settings: Settings, spec: WorkerClass) -> dict[str, Any]:
     resources = list(spec.http_resources)
-    if spec.name == "generic-worker" and settings.federation.enabled:
+    if spec.serves_federation and settings.federation.enabled:
         resources.append("federation")
     return {
-        "database": database_config(settings, spec.name),
+        "database": database_config(settings, spec),
         "worker_app": WORKER_APP,
         "worker_listeners": _listeners(resources, replication=spec.needs_instance_map),
         # Synapse loads the media repo on every process unless told not to; only media workers serve it.
-        "enable_media_repo": spec.name == "media-repository",
+        "enable_media_repo": spec.serves_media,
     }
 
 

@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from synapse_workers.model.settings import Settings
 from synapse_workers.model.sizing import ClassSize
-from synapse_workers.synapse.config_files import MAIN_CLASS
+from synapse_workers.model.worker_classes import MAIN
 from synapse_workers.synapse.topology import Topology
 
 
@@ -342,7 +342,7 @@ FEDERATION_PATHS: tuple[str, ...] = ("^/_matrix/federation/", "^/_matrix/key/")
 
 
 def _deployed(plan: Routed) -> set[str]:
-    return {MAIN_CLASS, *(size.spec.name for size in plan.sizes if size.deployed)}
+    return {MAIN.name, *(size.spec.name for size in plan.sizes if size.deployed)}
 
 
 def routes_for_plan(plan: Routed) -> tuple[Route, ...]:
@@ -362,4 +362,4 @@ def route_request(plan: Routed, method: str, path: str) -> str | None:
     for route in routes_for_plan(plan):
         if route.matches(method, path):
             return route.target
-    return MAIN_CLASS
+    return MAIN.name

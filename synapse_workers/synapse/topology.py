@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapse_workers.model.sizing import ClassSize
+from synapse_workers.model.worker_classes import MAIN
 
 CLIENT_PORT = 8008
 REPLICATION_PORT = 9093
@@ -17,14 +18,6 @@ METRICS_PORT = 9090
 POOLER_PORT = 6432
 """PgBouncer's own default port, so a connection string says at a glance whether it goes through it."""
 POOLER_NAME = "synapse-pgbouncer"
-
-MAIN_WORKLOAD = "synapse-main"
-MAIN_POD = "synapse-main-0"
-MAIN_INSTANCE = "main"
-"""Synapse's key for the main process in instance_map."""
-MAIN_WRITER = "master"
-"""Synapse's instance name for the main process everywhere else: writer lists, duty names
-(`MAIN_PROCESS_INSTANCE_NAME`, synapse/config/workers.py); `main` there would name no process."""
 
 
 @dataclass(frozen=True)
@@ -57,33 +50,21 @@ class Topology:
 
     instance_map: dict[str, dict[str, Any]]
     stream_writers: dict[str, list[str]]
-    federation_sender_instances: list[str]
-    media_instance_running_background_jobs: str | None
     members: dict[str, tuple[str, ...]]
     """Pod names per StatefulSet class, main included."""
     duties: dict[str, str | list[str]]
-    """Main's duties handed to workers (`pusher_instances`, `run_background_tasks_on`, …); a duty not
-    named here stays on main."""
+    """Work handed to named workers (`federation_sender_instances`, `pusher_instances`,
+    `run_background_tasks_on`, …); a duty not named here stays on main."""
 
     def as_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "instance_map": self.instance_map,
-            "stream_writers": self.stream_writers,
-            "federation_sender_instances": self.federation_sender_instances,
-            **self.duties,
-        }
-        if self.media_instance_running_background_jobs is not None:
-            config["media_instance_running_background_jobs"] = self.media_instance_running_background_jobs
-        return config
+        return {"instance_map": self.instance_map, "stream_writers": self.stream_writers, **self.duties}
 
 
 def build_topology(sizes: tuple[ClassSize, ...], namespace: str) -> Topology:
-    main_host = pod_host(MAIN_POD, MAIN_WORKLOAD, namespace)
-    instance_map: dict[str, dict[str, Any]] = {MAIN_INSTANCE: {"host": main_host, "port": REPLICATION_PORT}}
+    main_host = pod_host(MAIN.pod, MAIN.workload_name, namespace)
+    instance_map: dict[str, dict[str, Any]] = {MAIN.instance: {"host": main_host, "port": REPLICATION_PORT}}
     stream_writers: dict[str, list[str]] = {}
-    federation_senders: list[str] = []
-    media: list[str] = []
-    members: dict[str, tuple[str, ...]] = {"main": (MAIN_POD,)}
+    members: dict[str, tuple[str, ...]] = {MAIN.name: (MAIN.pod,)}
     duties: dict[str, str | list[str]] = {}
     first_pod_writers: dict[str, str] = {}
     for size in sizes:
@@ -99,23 +80,13 @@ def build_topology(sizes: tuple[ClassSize, ...], namespace: str) -> Topology:
             stream_writers[spec.stream] = [p.name for p in pods]
         if spec.first_pod_writes is not None and pods:
             first_pod_writers[spec.first_pod_writes] = pods[0].name
-        if spec.duty is not None and pods:
-            duties[spec.duty] = [p.name for p in pods] if spec.duty == "pusher_instances" else pods[0].name
-        if spec.name == "federation-sender":
-            federation_senders = [p.name for p in pods]
-        if spec.name == "media-repository":
-            media = [p.name for p in pods]
+        if spec.duty is not None and spec.duty_on_every_pod and (pods or spec.duty_without_pods):
+            duties[spec.duty] = [p.name for p in pods]
+        elif spec.duty is not None and pods:
+            duties[spec.duty] = pods[0].name
     # Main writes these streams too: it always runs the schema background updates (whatever
     # run_background_tasks_on says: synapse/app/homeserver.py), and the quarantined-media backfill
     # asserts that its process is a writer (synapse/storage/databases/main/room.py).
     for stream, writer in sorted(first_pod_writers.items()):
-        stream_writers[stream] = [MAIN_WRITER, writer]
-    return Topology(
-        instance_map=instance_map,
-        stream_writers=stream_writers,
-        # An empty list means no process sends federation: right when federation is disabled.
-        federation_sender_instances=federation_senders,
-        media_instance_running_background_jobs=media[0] if media else None,
-        members=members,
-        duties=duties,
-    )
+        stream_writers[stream] = [MAIN.writer, writer]
+    return Topology(instance_map=instance_map, stream_writers=stream_writers, members=members, duties=duties)

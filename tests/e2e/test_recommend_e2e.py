@@ -26,7 +26,7 @@ import requests
 import yaml
 
 from synapse_workers.cli.main import main
-from synapse_workers.kube import monitoring
+from synapse_workers.kube import alerts, queries
 from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
 from synapse_workers.model.stack_config import read_stack_file
 from synapse_workers.ops.prometheus import Prometheus
@@ -210,7 +210,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
     client = Prometheus(prometheus)
     namespace = hs.plan.settings.namespace
     # Every Synapse process is scraped under its workload's job before anything is measured.
-    jobs = {monitoring.scrape_job(w): sum(1 for c, _, _ in hs.procs.values() if c == w.part) for w in hs.plan.workloads}
+    jobs = {queries.scrape_job(w): sum(1 for c, _, _ in hs.procs.values() if c == w.part) for w in hs.plan.workloads}
     for job, count in jobs.items():
         up = f'up{{namespace="{namespace}", job="{job}"}}'
         wait_for(f"{count} processes of {job} up", lambda q=up, n=count: total(client, q) == n)
@@ -224,7 +224,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
     assert created.status_code == 200, created.text
     room_id = created.json()["room_id"]
 
-    ccu_now = monitoring.sync_users(sync_workloads(hs.plan), namespace)
+    ccu_now = queries.sync_users(sync_workloads(hs.plan), namespace)
     args = ["recommend", "--stack", STACK, "--prometheus", prometheus, "--project-dir", str(project)]
     with Syncers(base, accounts) as syncers:
         wait_for(f"{SYNCING_USERS} users on the notifier", lambda: total(client, ccu_now) == SYNCING_USERS)
@@ -237,7 +237,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
         # Long enough after the load that the latest 15 s average has fallen well below it: only a peak
         # over the window still sees the driven rate.
         time.sleep(QUIET_SECONDS)
-        instant = total(client, monitoring.messages_rate(event_writers(hs.plan), namespace, "15s"))
+        instant = total(client, queries.messages_rate(event_writers(hs.plan), namespace, "15s"))
         code, out, err = cli([*args, "--window", WINDOW, "--json"], capsys)
         assert code == 0, err
         text_code, text, text_err = cli([*args, "--window", WINDOW], capsys)
@@ -275,11 +275,11 @@ def test_recommend_measures_the_load_driven_through_the_router(
     # Every target query finds real Synapse series: CPU on every workload, and the latencies and the
     # persister rate where this load made requests of that kind (initial syncs, sends, persisted events).
     for part, found in measured["classes"].items():
-        assert found["targets"][monitoring.CPU_HIGH]["peak"] > 0, part
+        assert found["targets"][alerts.CPU_HIGH]["peak"] > 0, part
     for part, alert in (
-        ("synchrotron", monitoring.SYNC_LATENCY),
-        ("generic-worker", monitoring.CLIENT_LATENCY),
-        ("event-persister", monitoring.PERSISTER_RATE),
+        ("synchrotron", alerts.SYNC_LATENCY),
+        ("generic-worker", alerts.CLIENT_LATENCY),
+        ("event-persister", alerts.PERSISTER_RATE),
     ):
         peak = measured["classes"][part]["targets"][alert]["peak"]
         assert peak is not None and peak > 0, (part, alert, measured["classes"][part])
@@ -287,7 +287,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
     # Every broken target is reported, with a pin where the class can take one; none is dropped.
     flagged = {(f["class"], f["target"]) for f in recommended["flags"]}
     for part, found in measured["classes"].items():
-        assert found["processes"] == jobs[monitoring.scrape_job(hs.plan.workload(part))], part
+        assert found["processes"] == jobs[queries.scrape_job(hs.plan.workload(part))], part
         for alert, reading in found["targets"].items():
             broken = reading["peak"] is not None and reading["peak"] > reading["limit"]
             assert reading["broken"] == broken and ((part, alert) in flagged) == broken, (part, alert, reading)

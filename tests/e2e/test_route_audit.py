@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from synapse_workers.model.worker_classes import MAIN as MAIN_PROCESS
 from synapse_workers.model.worker_classes import WORKER_CLASSES
-from synapse_workers.synapse.config_files import MAIN_CLASS
 from synapse_workers.synapse.routing import Route, route_request, routes_for_plan
 from tests.e2e.listing import Listing, Verdict, list_processes, parse_listing, probe_all
 from tests.e2e.samples import samples
@@ -112,14 +112,14 @@ def allowlisted(request: Request) -> str | None:
 def audit(homeserver: Homeserver, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
     started = time.monotonic()
     plan = homeserver.plan
-    classes = [MAIN_CLASS, *dict.fromkeys(r.target for r in routes_for_plan(plan))]
-    chosen = {c: (MAIN if c == MAIN_CLASS else homeserver.names_of(c)[0]) for c in classes}
+    classes = [MAIN_PROCESS.name, *dict.fromkeys(r.target for r in routes_for_plan(plan))]
+    chosen = {c: (MAIN if c == MAIN_PROCESS.name else homeserver.names_of(c)[0]) for c in classes}
     raw = list_processes(
         {c: homeserver.procs[name][2] for c, name in chosen.items()},
         postgres.password,
         tmp_path_factory.mktemp("listed"),
     )
-    listings = {c: parse_listing(chosen[c], c != MAIN_CLASS, raw[c]) for c in classes}
+    listings = {c: parse_listing(chosen[c], c != MAIN_PROCESS.name, raw[c]) for c in classes}
     addresses = {c: homeserver.procs[name][1] for c, name in chosen.items()}
     listed = time.monotonic()
     # Probed up front, in one parallel batch: what each class serves by its registrations, each of those
@@ -158,7 +158,7 @@ def test_listings_cover_every_worker_type(audit: Audit) -> None:
     assert audit.serves("media-repository", Request("GET", "/_matrix/client/v1/media/config")).served
     assert not audit.serves("media-repository", Request("GET", "/_matrix/client/v3/sync")).served
     assert not audit.serves("generic-worker", Request("POST", "/_matrix/client/v3/sync")).served
-    assert not audit.serves(MAIN_CLASS, Request("GET", "/_matrix/client/v1/media/config")).served
+    assert not audit.serves(MAIN_PROCESS.name, Request("GET", "/_matrix/client/v1/media/config")).served
 
 
 def test_every_route_reaches_a_servlet_on_its_class(audit: Audit) -> None:
@@ -204,7 +204,7 @@ def test_every_worker_request_is_routed_to_a_class_that_serves_it(audit: Audit) 
     plan = audit.homeserver.plan
     served_by: dict[Request, list[str]] = {}
     for class_name, listing in audit.listings.items():
-        if class_name != MAIN_CLASS:
+        if class_name != MAIN_PROCESS.name:
             for request in served_requests(listing):
                 if audit.serves(class_name, request).served:
                     served_by.setdefault(request, []).append(class_name)
@@ -212,7 +212,7 @@ def test_every_worker_request_is_routed_to_a_class_that_serves_it(audit: Audit) 
     for request, classes in sorted(served_by.items(), key=lambda item: str(item[0])):
         target = route_request(plan, request.method, request.path)
         assert target is not None, request
-        if target == MAIN_CLASS and allowlisted(request) is None:
+        if target == MAIN_PROCESS.name and allowlisted(request) is None:
             problems.append(f"{request}: served by {sorted(classes)}, routed to main")
         verdict = audit.serves(target, request)
         if not verdict.served:
@@ -227,9 +227,9 @@ def test_allowlist_entries_are_all_needed(audit: Audit) -> None:
     on_main = {
         r
         for c, listing in audit.listings.items()
-        if c != MAIN_CLASS
+        if c != MAIN_PROCESS.name
         for r in served_requests(listing)
-        if audit.serves(c, r).served and route_request(plan, r.method, r.path) == MAIN_CLASS
+        if audit.serves(c, r).served and route_request(plan, r.method, r.path) == MAIN_PROCESS.name
     }
     for pattern, why in STAYS_ON_MAIN:
         assert any(re.fullmatch(pattern, str(r)) for r in on_main), f"unused allowlist entry {pattern} ({why})"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.load_figures import LOAD_FIGURES
 from synapse_workers.ops.overrides import LoadChange
 from synapse_workers.ops.recommend.measure import measured_record, rounded
 from synapse_workers.ops.recommend.proposal import STEP_RULE, Recommendation, replica_counts, stack_figures
@@ -126,12 +127,7 @@ def read_saved(stack: str, path: str, text: str, plan: Plan) -> Saved:
     changes = recommended.get("changes", {}) if isinstance(recommended, dict) else {}
     to = {k: str(v["to"]) for k, v in changes.items() if isinstance(v, dict) and v.get("change") in ("up", "down")}
     pins = tuple(sorted((str(k), str(v)) for k, v in (recommended.get("pins") or {}).items()))
-    change = LoadChange(
-        ccu=to.get("ccu"),
-        messages_per_second=to.get("messagesPerSecond"),
-        federated_servers=to.get("federatedServers"),
-        pins=pins,
-    )
+    change = LoadChange.of({f.key: to.get(f.key) for f in LOAD_FIGURES}, pins)
     if change.is_empty():
         refuse("it recommends no change", "a recommendation that changes a figure or pins a class")
     reason = str(recommended.get("reason") or "").strip()

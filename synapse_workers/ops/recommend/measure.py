@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
 
-from synapse_workers.kube import monitoring
-from synapse_workers.kube.rollout import MAIN
+from synapse_workers.kube import queries as promql
+from synapse_workers.kube.targets import Target, targets
 from synapse_workers.kube.workload import Workload
 from synapse_workers.model.errors import ConfigError
-from synapse_workers.model.worker_classes import WORKER_CLASSES
+from synapse_workers.model.worker_classes import MAIN, WORKER_CLASSES
 from synapse_workers.ops.prometheus import Sample, parse_duration
 from synapse_workers.plan import Plan
 from synapse_workers.synapse.routing import route_request
@@ -88,7 +88,7 @@ def read_window(stack: str, text: str, scrape_seconds: float) -> Window:
 class Reading:
     """One target's peak over the window; None when the window held no request of that kind."""
 
-    target: monitoring.Target
+    target: Target
     peak: float | None
 
     @property
@@ -132,7 +132,7 @@ def _no_data(
 def scrape_interval(stack: str, plan: Plan, prometheus: PrometheusLike) -> float:
     """The longest scrape interval among this stack's Synapse targets; every workload must be scraped."""
     namespace = plan.settings.namespace
-    jobs = {monitoring.scrape_job(w): w for w in plan.workloads}
+    jobs = {promql.scrape_job(w): w for w in plan.workloads}
     intervals: dict[str, list[float]] = {job: [] for job in jobs}
     for target in prometheus.targets():
         labels = target.get("labels") or {}
@@ -187,7 +187,7 @@ def event_writers(plan: Plan) -> tuple[Workload, ...]:
     """The workloads writing the `events` stream (main when no class does)."""
     writers = {c.name for c in WORKER_CLASSES if c.stream == "events"}
     found = tuple(w for w in plan.workloads if w.part in writers)
-    return found or tuple(w for w in plan.workloads if w.part == MAIN)
+    return found or tuple(w for w in plan.workloads if w.part == MAIN.name)
 
 
 def measure(stack: str, plan: Plan, prometheus: PrometheusLike, window_text: str) -> Measured:
@@ -197,36 +197,35 @@ def measure(stack: str, plan: Plan, prometheus: PrometheusLike, window_text: str
     queries: dict[str, str] = {}
 
     def peak(expr: str) -> str:
-        return monitoring.peak(expr, window.range, window.step)
+        return promql.peak(expr, window.range, window.step)
 
     syncers = sync_workloads(plan)
-    queries["ccu"] = peak(monitoring.sync_users(syncers, namespace))
+    queries["ccu"] = peak(promql.sync_users(syncers, namespace))
     ccu, at = _value(
         stack, prometheus, queries["ccu"], "synapse_notifier_users",
-        [monitoring.scrape_job(w) for w in syncers], plan, window, "the processes serving /sync",
+        [promql.scrape_job(w) for w in syncers], plan, window, "the processes serving /sync",
     )  # fmt: skip
     writers = event_writers(plan)
-    queries["messagesPerSecond"] = peak(monitoring.messages_rate(writers, namespace, window.rate_range))
+    queries["messagesPerSecond"] = peak(promql.messages_rate(writers, namespace, window.rate_range))
     messages, _ = _value(
         stack, prometheus, queries["messagesPerSecond"], "synapse_storage_events_persisted_events_sep_total",
-        [monitoring.scrape_job(w) for w in writers], plan, window,
+        [promql.scrape_job(w) for w in writers], plan, window,
         "the `events` stream writers; the counter appears with the first message a process persists",
     )  # fmt: skip
     servers: float | None = None
     if plan.settings.federation.enabled:
-        queries["federatedServers"] = peak(monitoring.known_servers(plan.workloads, namespace))
+        queries["federatedServers"] = peak(promql.known_servers(plan.workloads, namespace))
         known, _ = _value(
             stack, prometheus, queries["federatedServers"], "synapse_federation_known_servers",
-            [monitoring.scrape_job(w) for w in plan.workloads], plan, window,
+            [promql.scrape_job(w) for w in plan.workloads], plan, window,
             "metrics_flags.known_servers, which this program turns on with federation: run `pulumi up` once",
         )  # fmt: skip
         servers = max(known - 1, 0)
     classes = []
     for workload in plan.workloads:
-        up = _peak_or_none(prometheus, monitoring.processes_up(workload, namespace))
+        up = _peak_or_none(prometheus, promql.processes_up(workload, namespace))
         readings = tuple(
-            Reading(t, _peak_or_none(prometheus, peak(t.expr)))
-            for t in monitoring.targets(workload, namespace, window.rate_range)
+            Reading(t, _peak_or_none(prometheus, peak(t.expr))) for t in targets(workload, namespace, window.rate_range)
         )
         classes.append(ClassReading(workload.part, int(up or 0), readings))
     return Measured(window, at, ccu, messages, servers, tuple(classes), queries)

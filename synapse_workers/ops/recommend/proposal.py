@@ -13,20 +13,14 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
-from synapse_workers.model.worker_classes import WORKER_CLASSES
+from synapse_workers.model.load_figures import BY_KEY, LOAD_FIGURES, in_use
+from synapse_workers.model.worker_classes import FigureKey, MainProcess
 from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
 from synapse_workers.ops.recommend.measure import Measured, Reading, last_change, rounded
 from synapse_workers.ops.whatif import WhatIf, compare
 from synapse_workers.plan import Plan
 
-Figure = Literal["ccu", "messagesPerSecond", "federatedServers"]
-FLAG_OF: dict[Figure, str] = {
-    "ccu": "--ccu",
-    "messagesPerSecond": "--messages-per-second",
-    "federatedServers": "--federated-servers",
-}
-MIN_STEP: dict[Figure, int] = {"ccu": 10, "messagesPerSecond": 1, "federatedServers": 1}
-"""The smallest step per figure: below these, a change moves no replica count of any class."""
+Figure = FigureKey
 STEP_RULE = (
     "step = the largest of 1, 2 or 5 x a power of ten that is at most a tenth of the stack's figure "
     "(at least 10 CCU, 1 msg/s, 1 server); recommended = the window's peak rounded up to a step; "
@@ -42,7 +36,7 @@ def _next_step(step: int) -> int:
 
 
 def step_for(figure: Figure, current: Fraction) -> int:
-    step = MIN_STEP[figure]
+    step = BY_KEY[figure].min_step  # below it, a change moves no replica count of any class
     while _next_step(step) <= current / 10:
         step = _next_step(step)
     return step
@@ -100,7 +94,7 @@ class Recommendation:
         argv = ["synapse-workers", "scale", "--stack", self.stack]
         for proposal in self.proposals:
             if proposal.change != "none":
-                argv += [FLAG_OF[proposal.figure], figure_text(proposal.value)]
+                argv += [BY_KEY[proposal.figure].flag, figure_text(proposal.value)]
         for name, replicas in self.change.pins:
             argv += ["--pin", f"{name}={replicas}"]
         return [*argv, "--reason", self.reason]
@@ -137,13 +131,13 @@ def _flags(old: Plan, new: Plan, measured: Measured) -> tuple[Flag, ...]:
             if not reading.broken:
                 continue
             assert reading.peak is not None
-            spec = next((c for c in WORKER_CLASSES if c.name == part), None)
-            if spec is None or spec.exactly_one:
-                why = "main runs one replica" if spec is None else spec.why_one
-                key = "main" if spec is None else f"workers.{part}"
+            process = old.workload(part).spec
+            if isinstance(process, MainProcess) or process.exactly_one:
+                why = "main runs one replica" if isinstance(process, MainProcess) else process.why_one
                 advice = (
                     f"one process only ({why}): give it more CPU with "
-                    f"`pulumi config set --path synapse:{key}.resources.requests.cpu <cpu>` (and limits.cpu)"
+                    f"`pulumi config set --path {old.settings.key_of(process)}.resources.requests.cpu <cpu>` "
+                    "(and limits.cpu)"
                 )
                 out.append(Flag(part, reading, before.get(part), after.get(part), None, advice))
                 continue
@@ -182,10 +176,7 @@ def _reason(measured: Measured, proposals: Sequence[Proposal], flags: Sequence[F
 
 def stack_figures(plan: Plan) -> dict[Figure, Fraction]:
     load = plan.load
-    figures: dict[Figure, Fraction] = {"ccu": Fraction(load.ccu), "messagesPerSecond": load.messages_per_second}
-    if load.federation_enabled:
-        figures["federatedServers"] = Fraction(load.federated_servers)
-    return figures
+    return {f.key: Fraction(getattr(load, f.attr)) for f in in_use(load.federation_enabled)}
 
 
 def recommend(
@@ -196,22 +187,14 @@ def recommend(
     measured: Measured,
     history: Sequence[Mapping[str, Any]] = (),
 ) -> Recommendation:
-    peaks: dict[Figure, float | None] = {
-        "ccu": measured.ccu,
-        "messagesPerSecond": measured.messages_per_second,
-        "federatedServers": measured.federated_servers,
-    }
+    peaks: dict[Figure, float | None] = {f.key: getattr(measured, f.attr) for f in LOAD_FIGURES}
     proposals = tuple(
         propose(figure, current, peak)
         for figure, current in stack_figures(plan).items()
         if (peak := peaks[figure]) is not None
     )
     by_figure = {p.figure: figure_text(p.value) for p in proposals if p.change != "none"}
-    figures_only = LoadChange(
-        ccu=by_figure.get("ccu"),
-        messages_per_second=by_figure.get("messagesPerSecond"),
-        federated_servers=by_figure.get("federatedServers"),
-    )
+    figures_only = LoadChange.of(by_figure)
     sized = _plan_for(stack, plan, values, secret_keys, figures_only)
     flags = _flags(plan, sized, measured)
     pins = tuple((f.part, str(f.pin)) for f in flags if f.pin is not None)
