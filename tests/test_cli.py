@@ -67,6 +67,15 @@ def test_plan_flags_override_the_stack_file() -> None:
     assert plan["phase"] == "Small"
 
 
+def test_plan_takes_the_federated_server_count_as_a_flag_too() -> None:
+    """Every load figure has its flag on plan and render, not only on scale; prod has federation off, so
+    the flag is refused there, naming itself and the key it stands in for."""
+    refused = cli("plan", "--stack", "prod", "--federated-servers", "300")
+    assert refused.returncode == 2
+    assert "--federated-servers (in place of synapse:federation.servers) = 300" in refused.stderr
+    assert "federation is off" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

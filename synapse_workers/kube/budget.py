@@ -158,7 +158,8 @@ def compute_budget(
 
 
 def check_budget(settings: Settings, budget: Budget) -> None:
-    """Refuse a plan whose worst case needs more PostgreSQL connections than the server allows."""
+    """Refuse a plan whose worst case needs more PostgreSQL connections than the server allows: a check of
+    the settings that needs the whole plan (every pool times every pod), so it runs here, not in settings."""
     needed = int(budget.postgres_connections.at_maximum)
     postgres = settings.postgres
     clients = int(budget.client_connections.at_maximum)

@@ -1,6 +1,8 @@
 """The stack's settings: every `synapse:` key, validated once into frozen, typed values.
 
-Validation happens here and only here; everything downstream can trust what it gets. Secret *values*
+Every key is validated here, each check named and run in a row (`CHECKS`); everything downstream can
+trust what it gets. Only what needs a sized plan is checked later, and says so where it happens: an
+HPA maximum below the minimum sizing gives (sizing.py) and the capacity budget (kube/budget.py). Secret *values*
 never enter these models: they stay Pulumi secrets in the resource layer. The models only record
 which secrets exist, so the plan and the rendered config can refer to them by file path.
 """

@@ -217,6 +217,7 @@ def size_class(settings: Settings, load: Load, spec: WorkerClass) -> ClassSize:
         elif max_replicas < min_replicas:
             max_replicas = min_replicas
         if max_replicas < min_replicas:
+            # Checked here, not in settings: the minimum it must reach is what sizing gives at this load.
             raise ConfigError(
                 settings.stack,
                 f"{NAMESPACE}:workers.{spec.name}.maxReplicas",
