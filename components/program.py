@@ -88,7 +88,10 @@ def deploy(
             else:
                 component = MainProcess(workload.name, args)
             done.setdefault(stage, []).append(component)
-    Router("synapse-router", plan, pulumi.ResourceOptions(depends_on=[config]))
+    # After every Synapse workload: a new routing table may name a class (a writer, a duty) that only
+    # becomes ready in this update, and HAProxy would send it requests first.
+    workloads = [r for stage in range(1, len(STAGES)) for r in done.get(stage, [])]
+    Router("synapse-router", plan, pulumi.ResourceOptions(depends_on=[config, *workloads]))
     monitors = monitoring_manifests(plan)
     if monitors:
         objects = (*monitors, dashboard_configmap(plan))

@@ -112,6 +112,17 @@ def test_monitoring_objects_wait_for_the_config_component() -> None:
     finally:
         kube.create = original
     monitored = [opts for (kind, _), opts in seen.items() if kind in ("ServiceMonitor", "PrometheusRule")]
-    assert len(monitored) > 10
+    assert len(monitored) == 10  # main and the eight guide classes without federation, and the rule
     for opts in monitored:
         assert _depends_on_names(opts) == {"synapse-config"}
+
+
+def test_the_router_waits_for_every_synapse_workload(options: dict[Any, pulumi.ResourceOptions]) -> None:
+    """A new routing table may name a class that becomes ready only in this update: the router's objects
+    are applied after every workload (each waits for its pods), never before."""
+    workloads = {
+        name for (kind, name) in options if kind in ("StatefulSet", "Deployment") and name.startswith("synapse-")
+    } - {"synapse-router", "synapse-pgbouncer"}
+    assert {"synapse-main", "synapse-event-persister", "synapse-synchrotron"} <= workloads
+    for kind in ("Deployment", "Service", "Ingress"):
+        assert _depends_on_names(options[(kind, "synapse-router")]) == {"synapse-config", *workloads}

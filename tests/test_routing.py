@@ -21,13 +21,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+import yaml
 from synapse.handlers.auth import AuthHandler
 from synapse.types import UserID
 
 from synapse_workers.kube.haproxy import HEALTH_PATH, haproxy_config, template_slots
+from synapse_workers.kube.router import nginx_size
+from synapse_workers.model.settings import SYNAPSE_MAX_UPLOAD_SIZE
 from synapse_workers.model.worker_classes import BY_NAME
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.routing import ROUTES, route_request, routes_for_plan
@@ -146,12 +150,47 @@ def test_federation_paths_routed_only_with_federation(
     assert route_request(plan, method, path) is None, "federation is off: the router refuses it"
 
 
+OPENID_USERINFO = "/_matrix/federation/v1/openid/userinfo"
+
+
+def test_openid_userinfo_reaches_main_with_federation_off(plan: Plan, federated_plan: Plan) -> None:
+    """Main issues OpenID tokens; integration managers and widgets verify them at this federation path,
+    which Synapse serves through the `openid` listener resource without federation."""
+    assert route_request(plan, "GET", OPENID_USERINFO) == "main"
+    assert route_request(plan, "GET", "/_matrix/federation/v1/version") is None
+    assert route_request(plan, "GET", OPENID_USERINFO + "/more") is None
+    assert route_request(federated_plan, "GET", OPENID_USERINFO) == "generic-worker"
+    (listener,) = (
+        entry for entry in yaml.safe_load(plan.workload("main").config.text)["listeners"] if entry["port"] == 8008
+    )
+    assert listener["resources"][0]["names"] == ["client", "openid"]
+
+
+def test_the_openid_resource_is_synapses_userinfo_servlet() -> None:
+    """What the router lets through must be what the `openid` resource serves in the installed Synapse."""
+    root = Path(find_spec("synapse").origin).parent  # type: ignore[arg-type, union-attr]
+    homeserver = (root / "app" / "homeserver.py").read_text()
+    assert 'if name == "openid":' in homeserver and 'servlet_groups=["openid"]' in homeserver
+    transport = (root / "federation" / "transport" / "server" / "__init__.py").read_text()
+    assert '"openid": (OpenIdUserInfo,)' in transport
+    assert 'PATH = "/openid/userinfo"' in transport
+    assert 'FEDERATION_V1_PREFIX = FEDERATION_PREFIX + "/v1"' in (root / "api" / "urls.py").read_text()
+    assert 'FEDERATION_PREFIX = "/_matrix/federation"' in (root / "api" / "urls.py").read_text()
+
+
+def test_haproxy_lets_only_openid_userinfo_through_with_federation_off(live_router: str) -> None:
+    assert _served_by(live_router, "GET", OPENID_USERINFO, token="syt_x", query_token=True) == "main/0"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _served_by(live_router, "GET", "/_matrix/federation/v1/version")
+    assert refused.value.code == 404
+
+
 def test_federation_routes_exist_only_in_federated_plans(plan: Plan, federated_plan: Plan) -> None:
     assert not any(r.federation for r in routes_for_plan(plan))
     assert any(r.federation for r in routes_for_plan(federated_plan))
     assert "_matrix/federation" not in "".join(r.pattern for r in routes_for_plan(plan))
     text = haproxy_config(plan)
-    assert "http-request deny deny_status 404 if federation_path" in text
+    assert "http-request deny deny_status 404 if federation_path !openid_path" in text
     assert "deny_status 404" not in haproxy_config(federated_plan)
 
 
@@ -432,3 +471,47 @@ def test_ingress_takes_the_server_name_host_when_federation_is_on() -> None:
     assert [r["host"] for r in next(m for m in closed.router_manifests if m["kind"] == "Ingress")["spec"]["rules"]] == [
         "matrix.example.org"
     ]
+
+
+def test_the_ingress_lets_uploads_as_large_as_synapse_accepts() -> None:
+    """ingress-nginx refuses bodies over 1 MiB unless told; Synapse's limit is 50M unless set."""
+    default = build_plan(settings_for(ccu=1000))
+    (ingress,) = (m for m in default.router_manifests if m["kind"] == "Ingress")
+    assert ingress["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/proxy-body-size": "50m"}
+    assert "max_upload_size" not in yaml.safe_load(default.shared.text)
+
+    bigger = build_plan(
+        settings_for(
+            ccu=1000,
+            media={"maxUploadSize": "2G"},
+            router={"ingressAnnotations": {"example.com/extra": "yes"}},
+        )
+    )
+    (ingress,) = (m for m in bigger.router_manifests if m["kind"] == "Ingress")
+    assert ingress["metadata"]["annotations"] == {
+        "example.com/extra": "yes",
+        "nginx.ingress.kubernetes.io/proxy-body-size": "2g",
+    }
+    assert yaml.safe_load(bigger.shared.text)["max_upload_size"] == "2G"
+    chosen = build_plan(
+        settings_for(ccu=1000, router={"ingressAnnotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "0"}})
+    )
+    (ingress,) = (m for m in chosen.router_manifests if m["kind"] == "Ingress")
+    assert ingress["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/proxy-body-size": "0"}
+
+
+@pytest.mark.parametrize("size", ["50M", "2G", "1T", "700K", "12345"])
+def test_the_ingress_size_is_the_size_synapse_reads(size: str) -> None:
+    """Both sides 1024-based: Synapse's parse_size and nginx's k/m/g suffixes (no t)."""
+    from synapse.config._base import Config  # noqa: PLC0415
+
+    text = nginx_size(size)
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    nginx_bytes = int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+    assert nginx_bytes == Config.parse_size(size)
+
+
+def test_synapse_defaults_max_upload_size_to_what_the_settings_assume() -> None:
+    root = Path(find_spec("synapse").origin).parent  # type: ignore[arg-type, union-attr]
+    source = (root / "config" / "repository.py").read_text()
+    assert f'config.get("max_upload_size", "{SYNAPSE_MAX_UPLOAD_SIZE}")' in source

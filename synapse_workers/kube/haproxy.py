@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from synapse_workers.model.worker_classes import BY_NAME, MAIN
-from synapse_workers.synapse.routing import FEDERATION_PATHS, FIRST_POD_SUFFIX, Route, Routed, routes_for_plan
+from synapse_workers.synapse.routing import (
+    FEDERATION_PATHS,
+    FIRST_POD_SUFFIX,
+    OPENID_PATHS,
+    Route,
+    Routed,
+    routes_for_plan,
+)
 from synapse_workers.synapse.topology import CLIENT_PORT, pod_host
 
 ROUTER_PORT = CLIENT_PORT
@@ -170,9 +177,10 @@ def haproxy_config(
         "regsub(^[^-A-Za-z0-9.:_]+,),regsub([^-A-Za-z0-9.:_].*,) if { req.fhdr(Authorization) -m beg X-Matrix }",
     ]
     if not plan.settings.federation.enabled:
-        out.append("    # Federation is disabled: no process serves these paths.")
+        out.append("    # Federation is disabled: no process serves these paths, but main answers OpenID userinfo.")
         out.append(f"    acl federation_path path_reg {' '.join(_quote(p) for p in FEDERATION_PATHS)}")
-        out.append("    http-request deny deny_status 404 if federation_path")
+        out.append(f"    acl openid_path path_reg {' '.join(_quote(p) for p in OPENID_PATHS)}")
+        out.append("    http-request deny deny_status 404 if federation_path !openid_path")
     for i, route in enumerate(routes):
         out.append(f"    acl {_acl_name(i, route)} path_reg {_quote(route.pattern)}")
         if len(route.methods) > 1:

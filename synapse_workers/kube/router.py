@@ -85,6 +85,24 @@ def ingress_hosts(settings: Settings) -> list[str]:
     return hosts
 
 
+BODY_SIZE_ANNOTATIONS = ("nginx.ingress.kubernetes.io/proxy-body-size",)
+"""Ingress controllers that cap request bodies by default: ingress-nginx at 1 MiB, far below Synapse's
+upload limit. HAProxy's, Traefik's and Contour's controllers set no cap by default."""
+
+
+def nginx_size(size: str) -> str:
+    """Synapse's size (1024-based K, M, G, T) in nginx's units (k, m, g, also 1024-based; no t)."""
+    if size.endswith("T"):
+        return f"{int(size[:-1]) * 1024}g"
+    return size.lower()
+
+
+def ingress_annotations(settings: Settings) -> dict[str, str]:
+    """Uploads as large as Synapse accepts pass the Ingress; the operator's annotations win."""
+    defaults = {key: nginx_size(settings.media.max_upload_size) for key in BODY_SIZE_ANNOTATIONS}
+    return dict(sorted({**defaults, **settings.router.ingress_annotations}.items()))
+
+
 def ingress(settings: Settings) -> k8s.Manifest:
     hosts = ingress_hosts(settings)
     backend = {"service": {"name": ROUTER_NAME, "port": {"name": "http"}}}
@@ -101,6 +119,9 @@ def ingress(settings: Settings) -> k8s.Manifest:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": k8s.metadata(settings, ROUTER_NAME, ROUTER_COMPONENT),
+        "metadata": {
+            **k8s.metadata(settings, ROUTER_NAME, ROUTER_COMPONENT),
+            "annotations": ingress_annotations(settings),
+        },
         "spec": spec,
     }

@@ -119,6 +119,11 @@ Quantity = Annotated[
     Text,
     _matching(r"\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?", "a Kubernetes quantity such as 500m or 2Gi"),
 ]
+ByteSize = Annotated[
+    Text,
+    _matching(r"[1-9]\d*[KMGT]?", "a size in bytes with an optional K, M, G or T suffix (binary), such as 50M"),
+]
+"""Synapse's byte sizes (`max_upload_size`): config/_base.py `parse_size`, 1024-based suffixes."""
 StackName = Annotated[
     Text,
     _matching(r"[A-Za-z0-9_.-]+|[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "a stack name or org/project/stack"),

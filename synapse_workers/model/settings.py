@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from synapse_workers.model.config_types import (
+    ByteSize,
     DnsLabel,
     DnsSubdomain,
     Flag,
@@ -51,6 +52,9 @@ NAMESPACE = "synapse"
 
 PROVIDER_NAMESPACES = ("kubernetes", "pulumi")
 """Namespaces that belong to Pulumi and its Kubernetes provider; their keys are not ours to check."""
+
+SYNAPSE_MAX_UPLOAD_SIZE = "50M"
+"""Synapse's own default `max_upload_size` (synapse/config/repository.py)."""
 
 MAX_CCU = 1_000_000
 MAX_REPLICAS = 1000
@@ -180,6 +184,9 @@ class Media(_Model):
     create_claim: Flag = Field(True, description="true or false")
     size: Quantity = Field("50Gi", description="a storage quantity such as 50Gi")
     storage_class: DnsSubdomain | None = Field(None, description="a StorageClass name")
+    max_upload_size: ByteSize = Field(
+        SYNAPSE_MAX_UPLOAD_SIZE, description="Synapse's max_upload_size: a size such as 50M (K, M, G, T are binary)"
+    )
 
 
 class Monitoring(_Model):
@@ -205,6 +212,10 @@ class Capacity(_Model):
 
 class Router(_Model):
     host: Hostname | None = Field(None, description="the public host name of the Ingress; defaults to serverName")
+    ingress_annotations: dict[LabelKey, Text] = Field(
+        default_factory=dict,
+        description="annotations for the Ingress, over the defaults (README: the Ingress and upload sizes)",
+    )
     ingress_class_name: DnsSubdomain | None = Field(None, description="an IngressClass name")
     tls_secret: DnsSubdomain | None = Field(None, description="the name of a TLS Secret for the Ingress")
     replicas: WholeNumber = Field(2, ge=1, le=100, description="a whole number from 1 to 100")

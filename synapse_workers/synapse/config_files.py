@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from synapse_workers.model.settings import SECRET_FILES, Settings
+from synapse_workers.model.settings import SECRET_FILES, SYNAPSE_MAX_UPLOAD_SIZE, Settings
 from synapse_workers.model.worker_classes import MAIN, Process, WorkerClass
 from synapse_workers.synapse.topology import (
     CLIENT_PORT,
@@ -59,6 +59,9 @@ def shared_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         "redis": redis,
         **topology.as_config(),
     }
+    if settings.media.max_upload_size != SYNAPSE_MAX_UPLOAD_SIZE:
+        # Only when set: Synapse's default needs no line, and a stack that never set it keeps its config.
+        config["max_upload_size"] = settings.media.max_upload_size
     if "thread_subscriptions" in topology.stream_writers:
         # Synapse registers the thread-subscription endpoints only with MSC4306 on
         # (synapse/rest/client/thread_subscriptions.py): deploying their writer is the operator's opt-in.
@@ -112,8 +115,12 @@ def _listeners(client_resources: list[str], replication: bool) -> list[dict[str,
 
 
 def main_config(settings: Settings) -> dict[str, Any]:
-    """Main: the client and (when enabled) federation APIs nobody else serves, and replication."""
-    resources = ["client", "federation"] if settings.federation.enabled else ["client"]
+    """Main: the client and (when enabled) federation APIs nobody else serves, and replication.
+
+    With federation off, main still answers OpenID userinfo (`openid`: the one federation servlet group
+    Synapse loads on its own, synapse/app/homeserver.py): it issues the tokens, and integration managers,
+    widgets and call token services verify them there. With federation on, `federation` includes it."""
+    resources = ["client", "federation"] if settings.federation.enabled else ["client", "openid"]
     config: dict[str, Any] = {
         "database": database_config(settings, MAIN),
         "listeners": _listeners(resources, replication=True),

@@ -338,7 +338,17 @@ ROUTES: tuple[Route, ...] = (
 )
 
 FEDERATION_PATHS: tuple[str, ...] = ("^/_matrix/federation/", "^/_matrix/key/")
-"""Refused at the router (404) when federation is disabled: no process listens for them then."""
+"""Refused at the router (404) when federation is disabled, but for `OPENID_PATHS`."""
+OPENID_PATHS: tuple[str, ...] = ("^/_matrix/federation/v1/openid/userinfo$",)
+"""Served with federation off too, by main's `openid` listener resource (config_files.main_config):
+no route takes them then, so they reach main."""
+
+
+def refused(plan: Routed, path: str) -> bool:
+    """The router answers 404 itself: a federation path while federation is off (OpenID aside)."""
+    if plan.settings.federation.enabled:
+        return False
+    return any(re.search(p, path) for p in FEDERATION_PATHS) and not any(re.search(p, path) for p in OPENID_PATHS)
 
 
 def _deployed(plan: Routed) -> set[str]:
@@ -357,7 +367,7 @@ def route_request(plan: Routed, method: str, path: str) -> str | None:
     """The class a request reaches under this plan, `main` for the rest, None when the router refuses it.
 
     The same first-match order as the generated HAProxy frontend; tests and `plan` use it."""
-    if not plan.settings.federation.enabled and any(re.search(p, path) for p in FEDERATION_PATHS):
+    if refused(plan, path):
         return None
     for route in routes_for_plan(plan):
         if route.matches(method, path):

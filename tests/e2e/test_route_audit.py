@@ -22,12 +22,17 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import yaml
 
+from synapse_workers.model.settings import Federation
 from synapse_workers.model.worker_classes import MAIN as MAIN_PROCESS
 from synapse_workers.model.worker_classes import WORKER_CLASSES
+from synapse_workers.plan import build_plan
 from synapse_workers.synapse.routing import Route, route_request, routes_for_plan
+from synapse_workers.synapse.topology import CLIENT_PORT
 from tests.e2e.listing import Listing, Verdict, list_processes, parse_listing, probe_all
 from tests.e2e.samples import samples
 from tests.e2e.services import Postgres
@@ -233,3 +238,44 @@ def test_allowlist_entries_are_all_needed(audit: Audit) -> None:
     }
     for pattern, why in STAYS_ON_MAIN:
         assert any(re.fullmatch(pattern, str(r)) for r in on_main), f"unused allowlist entry {pattern} ({why})"
+
+
+# --- what the router blocks with federation off ----------------------------------------------------------
+
+BLOCKED_ON_PURPOSE: tuple[tuple[str, str], ...] = (
+    (
+        r"GET /_matrix/key/v2/(server|query)(/.*)?",
+        "the `keys` resource: signing keys for remote servers, and with federation off there are none",
+    ),
+    (r"POST /_matrix/key/v2/query", "the `keys` resource: a notary for remote servers' keys, none with federation off"),
+)
+"""Paths a listener resource serves that the router refuses while federation is off, each a decision."""
+
+LISTENER_RESOURCES = ("client", "health", "keys", "media", "openid", "static")
+"""Every listener resource Synapse knows (synapse/config/server.py KNOWN_RESOURCES) but those that are
+federation itself, replication and metrics (never routed), and `consent`, which refuses to load without
+a `user_consent` section."""
+
+
+def test_nothing_a_listener_resource_serves_is_blocked_with_federation_off(
+    homeserver: Homeserver, postgres: Postgres, tmp_path: Path
+) -> None:
+    """The class of miss OpenID userinfo was: main issued OpenID tokens, Synapse serves their check on the
+    `openid` resource without federation, and the router answered 404 for all of /_matrix/federation/.
+    Main built with every routable resource must find each path it serves let through by the router of
+    a federation-off plan, or refused by a decision in BLOCKED_ON_PURPOSE."""
+    plan = build_plan(homeserver.plan.settings.model_copy(update={"federation": Federation()}))
+    config = yaml.safe_load(homeserver.procs[MAIN][2].read_text())
+    (client,) = (listener for listener in config["listeners"] if listener["port"] == CLIENT_PORT)
+    client["resources"] = [{"names": list(LISTENER_RESOURCES), "compress": False}]
+    path = tmp_path / "main-every-resource.yaml"
+    path.write_text(yaml.safe_dump(config))
+    raw = list_processes({"main": path}, postgres.password, tmp_path)
+    served = served_requests(parse_listing(MAIN, False, raw["main"]))
+    assert Request("GET", "/_matrix/federation/v1/openid/userinfo") in served
+    blocked = sorted((r for r in served if route_request(plan, r.method, r.path) is None), key=str)
+    decided = {r for r in blocked if any(re.fullmatch(p, str(r)) for p, _ in BLOCKED_ON_PURPOSE)}
+    assert decided, "no blocked path found: the check would pass on anything"
+    assert not [str(r) for r in blocked if r not in decided], "served by a listener resource, refused by the router"
+    for pattern, why in BLOCKED_ON_PURPOSE:
+        assert any(re.fullmatch(pattern, str(r)) for r in decided), f"unused entry {pattern} ({why})"
