@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = "69b7c1a1dd436be16f4b7cc747bd4dd06948fb0e"
-"""Round 3's last commit, before the one-row refactor (#21)."""
+BASELINE = "2456e42b633dfa2b584230004e9c1f896a6d5c69"
+"""OpenID userinfo with federation off, the Ingress's body size and the router's order (#20)."""
 REVISION = re.compile(rb"(synapse-workers/revision: )[0-9a-f]{16}")
 
 
