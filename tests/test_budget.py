@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from synapse_workers.kube.budget import Span
+from synapse_workers.kube.budget import Span, budget_lines
 from synapse_workers.kube.pooler import SYNAPSE_SESSION_SETTINGS
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import load_settings
@@ -93,10 +93,17 @@ def test_per_class_pools_reach_the_config_and_the_budget() -> None:
 POOLED = {"maxConnections": 100, "pooler": {"enabled": True, "replicas": 2, "poolSize": 20}}
 
 
+MAIN_DIRECT = 10
+"""Main's pool, which reaches PostgreSQL itself even with PgBouncer: it runs the background updates,
+which need session state (no background worker at 500 CCU)."""
+
+
 def test_pooled_budget_counts_pgbouncer_pools_not_synapse_pools() -> None:
     budget = plan_500(POOLED).budget
     assert budget.client_connections == span(AT_MINIMUM, AT_MAXIMUM)  # over the limit of 90, but to PgBouncer
-    assert budget.postgres_connections == span(2 * 20, 3 * 20)
+    assert budget.pooled_connections == span(AT_MINIMUM - MAIN_DIRECT, AT_MAXIMUM - MAIN_DIRECT)
+    assert budget.direct_connections == span(MAIN_DIRECT, MAIN_DIRECT)
+    assert budget.postgres_connections == span(2 * 20 + MAIN_DIRECT, 3 * 20 + MAIN_DIRECT)
     assert budget.cpu_requests.at_minimum == Decimal("5.7") + 2 * Decimal("0.25")
 
 
@@ -104,22 +111,27 @@ def test_pooled_over_the_limit_names_pool_size() -> None:
     with pytest.raises(ConfigError) as caught:
         plan_500({**POOLED, "pooler": {"enabled": True, "replicas": 2, "poolSize": 40}})
     assert caught.value.key == "synapse:postgres.pooler.poolSize"
-    assert "3 PgBouncer pods during a rollout x 40 = 120 connections, over the limit of 90" in str(caught.value)
-    assert "at most 30" in str(caught.value)
+    text = str(caught.value)
+    assert "3 PgBouncer pods during a rollout x 40 + 10 direct = 130 connections, over the limit of 90" in text
+    assert "at most 26 (PgBouncer pods x poolSize, plus the 10 direct connections of main," in text
 
 
 def test_pgbouncer_client_limit_is_checked() -> None:
     with pytest.raises(ConfigError) as caught:
-        plan_500({**POOLED, "pooler": {**POOLED["pooler"], "maxClientConnections": 99}})  # type: ignore[dict-item]
+        plan_500({**POOLED, "pooler": {**POOLED["pooler"], "maxClientConnections": 89}})  # type: ignore[dict-item]
     assert caught.value.key == "synapse:postgres.pooler.maxClientConnections"
-    assert "at least 100" in str(caught.value)
+    assert f"at least {AT_MAXIMUM - MAIN_DIRECT}" in str(caught.value)  # main's own reach PostgreSQL
+    plan_500({**POOLED, "pooler": {**POOLED["pooler"], "maxClientConnections": 90}})  # type: ignore[dict-item]
 
 
 def test_pooled_processes_connect_to_pgbouncer_and_it_to_postgres() -> None:
     plan = plan_500({**POOLED, "port": 5433})
     for workload in plan.workloads:
         args = yaml.safe_load(workload.config.text)["database"]["args"]
-        assert (args["host"], args["port"]) == ("synapse-pgbouncer.matrix.svc.cluster.local", 6432)
+        if workload.part == "main":  # background updates keep session state: PostgreSQL itself
+            assert (args["host"], args["port"]) == ("pg.example.org", 5433)
+        else:
+            assert (args["host"], args["port"]) == ("synapse-pgbouncer.matrix.svc.cluster.local", 6432)
     kinds = sorted(m["kind"] for m in plan.pooler_manifests)
     assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]
     ini = next(m for m in plan.pooler_manifests if m["kind"] == "ConfigMap")["data"]["pgbouncer.ini"]
@@ -183,3 +195,37 @@ def test_shipped_stacks_fit_their_servers(stack: str) -> None:
     if stack == "prod":
         assert plan.budget.pooler_pods is not None
         assert plan.budget.client_connections.at_maximum > plan.settings.postgres.max_connections
+
+
+def test_the_background_worker_connects_to_postgres_itself_beside_pgbouncer() -> None:
+    """Whoever runs Synapse's background tasks and updates sets session state on its connection; in
+    transaction mode PgBouncer would hand its next statement another server connection."""
+    plan = build_plan(
+        settings_for(
+            ccu=7000,
+            postgres={"host": "pg.example.org", "maxConnections": 1000, "pooler": {"enabled": True, "poolSize": 100}},
+        )
+    )
+    direct = {
+        w.part for w in plan.workloads if yaml.safe_load(w.config.text)["database"]["args"]["host"] == "pg.example.org"
+    }
+    assert direct == {"main", "background-worker"}
+    assert plan.budget.direct_connections == span(10 + 5, 10 + 5)
+    assert "plus 15 -> 15 direct from main, background-worker (session state)" in "\n".join(
+        budget_lines(plan.settings, plan.budget)
+    )
+
+
+def test_the_session_state_synapse_sets_is_what_the_direct_path_is_for() -> None:
+    """The statements that need one server connection for the whole update, in the installed Synapse."""
+    from importlib.util import find_spec  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    spec = find_spec("synapse")
+    assert spec is not None and spec.origin is not None
+    source = (Path(spec.origin).parent / "storage" / "background_updates.py").read_text()
+    assert "SET SESSION statement_timeout = 0" in source
+    assert "attempt_to_set_autocommit(conn.conn, True)" in source
+    assert "CREATE %(unique)s INDEX CONCURRENTLY" in source
+    homeserver = (Path(spec.origin).parent / "app" / "homeserver.py").read_text()
+    assert "db.updates.start_doing_background_updates()" in homeserver  # main runs them, always

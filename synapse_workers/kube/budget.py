@@ -8,8 +8,9 @@ pod at a time and never surge).
 
 Connections are counted where PostgreSQL feels them. Each Synapse process opens at most its class's
 `cp_max` (Twisted's adbapi keeps one connection per pool thread). Without a pooler those reach the
-server directly; with PgBouncer the server sees only each PgBouncer pod's pool, and Synapse's
-connections end at PgBouncer.
+server directly; with PgBouncer the server sees each PgBouncer pod's pool, Synapse's pooled
+connections end at PgBouncer, and the processes that need session state (main, the background worker:
+`session_database` in the class table) still reach the server directly, beside the pools.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class ClassConnections:
     part: str
     cp_max: int
     processes: Span
+    direct: bool
+    """Connects to PostgreSQL itself even when PgBouncer runs (it needs session state)."""
 
     @property
     def connections(self) -> Span:
@@ -73,15 +76,31 @@ class Budget:
 
     @property
     def client_connections(self) -> Span:
-        """Connections Synapse's processes open (to PostgreSQL, or to PgBouncer when pooled)."""
+        """Connections Synapse's processes open, to PostgreSQL and to PgBouncer together."""
         return sum((c.connections for c in self.synapse_connections), ZERO)
+
+    @property
+    def pooled_connections(self) -> Span:
+        """Connections Synapse's processes open to PgBouncer (none without it)."""
+        if self.pooler_pods is None:
+            return ZERO
+        return sum((c.connections for c in self.synapse_connections if not c.direct), ZERO)
+
+    @property
+    def direct_connections(self) -> Span:
+        """Connections Synapse's processes open to PostgreSQL itself: all of them without PgBouncer."""
+        return self.client_connections + self.pooled_connections.times(-1)
+
+    @property
+    def direct_parts(self) -> tuple[str, ...]:
+        return tuple(c.part for c in self.synapse_connections if c.direct)
 
     @property
     def postgres_connections(self) -> Span:
         """Connections PostgreSQL itself serves for this deployment."""
         if self.pooler_pods is None:
             return self.client_connections
-        return self.pooler_pods.times(self.pool_size)
+        return self.pooler_pods.times(self.pool_size) + self.direct_connections
 
     @property
     def nodes(self) -> Span:
@@ -143,7 +162,8 @@ def compute_budget(
                 spans[key] = spans.get(key, ZERO) + count.times(_per_pod(_workload(objects), field, resource))
     return Budget(
         synapse_connections=tuple(
-            ClassConnections(w.part, settings.db_pool(w.spec).cp_max, pods(w.manifests)) for w in workloads
+            ClassConnections(w.part, settings.db_pool(w.spec).cp_max, pods(w.manifests), w.spec.session_database)
+            for w in workloads
         ),
         pooler_pods=pods(pooler) if pooler else None,
         pool_size=settings.postgres.pooler.pool_size,
@@ -162,7 +182,7 @@ def check_budget(settings: Settings, budget: Budget) -> None:
     the settings that needs the whole plan (every pool times every pod), so it runs here, not in settings."""
     needed = int(budget.postgres_connections.at_maximum)
     postgres = settings.postgres
-    clients = int(budget.client_connections.at_maximum)
+    clients = int(budget.pooled_connections.at_maximum)
     if budget.pooler_pods is not None and clients > postgres.pooler.max_client_connections:
         raise ConfigError(
             settings.stack,
@@ -176,14 +196,17 @@ def check_budget(settings: Settings, budget: Budget) -> None:
     reserve = f"{postgres.reserved_connections} reserved"
     if budget.pooler_pods is not None:
         pods_at_max = int(budget.pooler_pods.at_maximum)
+        direct = int(budget.direct_connections.at_maximum)
+        room = max(budget.postgres_limit - direct, 0)
         raise ConfigError(
             settings.stack,
             f"{NAMESPACE}:postgres.pooler.poolSize",
             postgres.pooler.pool_size,
-            f"at most {budget.postgres_limit // pods_at_max} (PgBouncer pods x poolSize must stay within "
-            f"maxConnections {postgres.max_connections} less {reserve}), or a larger synapse:postgres.maxConnections",
-            f"{pods_at_max} PgBouncer pods during a rollout x {postgres.pooler.pool_size} = {needed} connections, "
-            f"over the limit of {budget.postgres_limit}",
+            f"at most {room // pods_at_max} (PgBouncer pods x poolSize, plus the {direct} direct connections of "
+            f"{', '.join(budget.direct_parts)}, must stay within maxConnections {postgres.max_connections} less "
+            f"{reserve}), or a larger synapse:postgres.maxConnections",
+            f"{pods_at_max} PgBouncer pods during a rollout x {postgres.pooler.pool_size} + {direct} direct = "
+            f"{needed} connections, over the limit of {budget.postgres_limit}",
         )
     heaviest = ", ".join(
         f"{c.part} {int(c.connections.at_maximum)} ({int(c.processes.at_maximum)} x {c.cp_max})"
@@ -219,6 +242,7 @@ def budget_json(settings: Settings, budget: Budget) -> dict[str, Any]:
             "maxConnections": postgres.max_connections,
             "reserved": postgres.reserved_connections,
             "pooled": budget.pooler_pods is not None,
+            "direct": _span_json(budget.direct_connections),
         },
         "synapseConnections": _span_json(budget.client_connections),
         "byWorkload": {
@@ -264,9 +288,10 @@ def budget_lines(settings: Settings, budget: Budget) -> list[str]:
     else:
         lines.append(
             f"  PostgreSQL connections: {arrow(budget.postgres_connections)} {limit}: PgBouncer pods "
-            f"{arrow(budget.pooler_pods)} x poolSize {postgres.pooler.pool_size}"
+            f"{arrow(budget.pooler_pods)} x poolSize {postgres.pooler.pool_size}, plus "
+            f"{arrow(budget.direct_connections)} direct from {', '.join(budget.direct_parts)} (session state)"
         )
-        lines.append(f"  Synapse -> PgBouncer connections: {arrow(budget.client_connections)}")
+        lines.append(f"  Synapse -> PgBouncer connections: {arrow(budget.pooled_connections)}")
     cpu = f"{arrow(budget.cpu_requests, _core_text)} cores (limits {arrow(budget.cpu_limits, _core_text)})"
     lines.append(f"  CPU requests: {cpu}")
     lines.append(

@@ -96,6 +96,11 @@ class WorkerClass:
     `metrics_stream`, else its CPU."""
     serves_federation: bool = False
     """Also serves the federation API on its client listener while federation is enabled."""
+    session_database: bool = False
+    """Runs work that sets PostgreSQL session state (background updates and tasks: autocommit and
+    `SET SESSION statement_timeout = 0` around `CREATE INDEX CONCURRENTLY`,
+    synapse/storage/background_updates.py). PgBouncer's transaction mode would spread those statements
+    over server connections, so this class connects to PostgreSQL directly (counted in the budget)."""
     from_phase: int | None = None
     """Beyond the guide: deployed by default only from this guide phase on (None: one of the guide's
     nine, always deployed). Below it the duty stays on main; a stack pin of 0 turns it off anywhere."""
@@ -341,6 +346,7 @@ WORKER_CLASSES: tuple[WorkerClass, ...] = (
         monitoring="background update progress, scheduled task backlog",
         duty="run_background_tasks_on",
         from_phase=3,
+        session_database=True,
     ),
     WorkerClass(
         name="user-directory",
@@ -477,6 +483,8 @@ class MainProcess:
     db_pool: DbPool
     """Synapse's documented example pool: main still runs background updates and every duty no worker takes."""
     kind: Kind = "StatefulSet"
+    session_database: bool = True
+    """Main always runs the schema background updates (synapse/app/homeserver.py), whoever runs the tasks."""
     watch: Signal = "cpu"
     metrics_stream: str | None = None
     """Main writes no stream of its own that a lag alert could follow."""

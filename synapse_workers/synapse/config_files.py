@@ -82,7 +82,7 @@ def database_config(settings: Settings, process: Process) -> dict[str, Any]:
     replaces the shared one whole, so the section lives in exactly one file per process."""
     pool = settings.db_pool(process)
     postgres = settings.postgres
-    pooled = postgres.pooler.enabled
+    pooled = postgres.pooler.enabled and not process.session_database
     return {
         "name": "psycopg2",
         "args": {

@@ -51,8 +51,9 @@ TEST_ONLY: dict[str, Any] = {
 }
 
 
-POOLER = {"enabled": True, "replicas": 1, "poolSize": 15}
-"""One PgBouncer (two during its rollout) x 15 = 30 server connections: max_connections 40 less 10 reserved."""
+POOLER = {"enabled": True, "replicas": 1, "poolSize": 7}
+"""One PgBouncer (two during its rollout) x 7 = 14 server connections, plus main's 10 and the background
+worker's 5 direct ones (session state): 29 of the 30 that max_connections 40 less 10 reserved allows."""
 
 
 BEYOND_GUIDE = tuple(c.name for c in WORKER_CLASSES if c.beyond_guide)
