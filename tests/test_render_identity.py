@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = "2456e42b633dfa2b584230004e9c1f896a6d5c69"
-"""OpenID userinfo with federation off, the Ingress's body size and the router's order (#20)."""
+BASELINE = "53522c65634bf07a9ae3bb500a13e0ebc611cdc4"
+"""Main and the background worker on direct PostgreSQL connections beside PgBouncer (#20)."""
 REVISION = re.compile(rb"(synapse-workers/revision: )[0-9a-f]{16}")
 
 

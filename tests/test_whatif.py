@@ -198,3 +198,35 @@ def test_duty_restarts_match_what_the_program_registers(
     # The router names each pod of a routed StatefulSet class: a new device-lists writer is a new server.
     router = {"router"} if "device-lists-writer" in change.get("workers", {}) and restarts else set()
     assert changed == set(restarts) | router
+
+
+REROUTES = {
+    "more synchrotrons only (ccu 3700 → 3800)": [],
+    "media workers scaled": [],  # only the first media pod is named anywhere
+    "main's own setting": [],
+    "one more receipts writer": ["instance_map", "stream_writers.receipts"],
+    "one more event persister": ["instance_map", "stream_writers.events"],
+    "more federation senders": ["federation_sender_instances"],
+}
+"""What each scenario re-routes, worked out from Synapse's shared config: writers are reached through
+instance_map, federation senders are named only in their list."""
+
+
+@pytest.mark.parametrize(("scenario", "expected"), REROUTES.items(), ids=list(REROUTES))
+def test_what_a_change_reroutes(scenario: str, expected: list[str]) -> None:
+    (change,) = (s[1] for s in SCENARIOS if s[0] == scenario)
+    result = compare(build_plan(settings_for(**BASE)), build_plan(settings_for(**{**BASE, **change})))
+    assert list(result.reroutes) == expected
+
+
+def test_crossing_into_phase_3_reroutes_every_duty() -> None:
+    result = compare(build_plan(settings_for(ccu="5000")), build_plan(settings_for(ccu="5001")))
+    assert {
+        "pusher_instances",
+        "run_background_tasks_on",
+        "update_user_directory_from_worker",
+        "notify_appservices_from_worker",
+        "stream_writers.account_data",
+        "stream_writers.push_rules",
+        "stream_writers.device_lists",
+    } <= set(result.reroutes)

@@ -30,6 +30,9 @@ class WhatIf:
     """Workload parts whose pods restart, in rollout order (stage, then the table's order)."""
     replaced: tuple[str, ...]
     """Hash-sharded sets whose member list changes: stopped entirely before their new members start."""
+    reroutes: tuple[str, ...]
+    """The routing keys every process reads that change (`stream_writers.<stream>`, `instance_map`, the
+    duty keys): processes on the old and the new routing must not run side by side."""
     old: Plan
     new: Plan
 
@@ -52,6 +55,19 @@ def _sizes(plan: Plan) -> dict[str, dict[str, Any]]:
     }
 
 
+def _routing(plan: Plan) -> dict[str, Any]:
+    """The shared topology, one entry per stream writer list, so a change names the stream it moves."""
+    config = plan.topology.as_config()
+    flat = {key: value for key, value in config.items() if key != "stream_writers"}
+    flat.update({f"stream_writers.{stream}": writers for stream, writers in config["stream_writers"].items()})
+    return flat
+
+
+def rerouted(old: Plan, new: Plan) -> tuple[str, ...]:
+    before, after = _routing(old), _routing(new)
+    return tuple(sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key)))
+
+
 def compare(old: Plan, new: Plan) -> WhatIf:
     old_sizes, new_sizes = _sizes(old), _sizes(new)
     changes = tuple(
@@ -66,7 +82,14 @@ def compare(old: Plan, new: Plan) -> WhatIf:
         if w.rules.replacement_trigger is not None
         and w.rules.replacement_trigger != old_by_part[w.part].rules.replacement_trigger
     )
-    return WhatIf(changes=changes, restarts=tuple(w.part for w in restarting), replaced=replaced, old=old, new=new)
+    return WhatIf(
+        changes=changes,
+        restarts=tuple(w.part for w in restarting),
+        replaced=replaced,
+        reroutes=rerouted(old, new),
+        old=old,
+        new=new,
+    )
 
 
 def whatif_json(result: WhatIf) -> dict[str, Any]:
@@ -74,6 +97,7 @@ def whatif_json(result: WhatIf) -> dict[str, Any]:
         "changes": {c.name: {"old": c.old, "new": c.new} for c in result.changes},
         "restarts": list(result.restarts),
         "replacedDeleteFirst": list(result.replaced),
+        "reroutes": list(result.reroutes),
         "maintenanceWindow": result.maintenance_window,
         "budgetBefore": budget_json(result.old.settings, result.old.budget),
     }
@@ -95,6 +119,12 @@ def whatif_table(result: WhatIf) -> str:
         lines.append("  restarts: none")
     for part in result.replaced:
         lines.append(f"  {part}: member list changes: every old member stops before any new one starts")
+    if result.reroutes:
+        lines.append(
+            f"  re-routes {', '.join(result.reroutes)}: every Synapse process must move to the new routing; "
+            'the rollout still runs old and new routing side by side for a while (README, "Safe scaling '
+            'operations"): apply it in a quiet period'
+        )
     window = "yes: synapse-main restarts" if result.maintenance_window else "no"
     lines.append(f"  maintenance window needed: {window}")
     for when, plan in (("before", result.old), ("after", result.new)):
