@@ -15,12 +15,14 @@ from components.resources import (
     Monitoring,
     Pooler,
     Router,
+    RoutingMarker,
     SynapseConfig,
     WorkerClassComponent,
     WorkloadArgs,
 )
 from synapse_workers.kube.dashboard import dashboard_configmap
 from synapse_workers.kube.monitoring import monitoring_manifests
+from synapse_workers.kube.quiesce import DELETION_ANNOTATIONS, ROUTING_ANNOTATION
 from synapse_workers.kube.rollout import STAGES
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
@@ -69,7 +71,9 @@ def deploy(
     check = ConfigCheck(
         "synapse-config-check", plan, pulumi.ResourceOptions(depends_on=[config]), secret_version=secret_version
     )
-    done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config, check]}
+    # After the check: a config Synapse refuses must stop the update before the quiesce stops anything.
+    marker = RoutingMarker("synapse-routing", plan, pulumi.ResourceOptions(depends_on=[config, check]))
+    done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config, check, marker]}
     if plan.pooler_manifests:
         # Every Synapse process connects through it, so it is ready before the first of them starts.
         pooler = Pooler("synapse-pgbouncer", plan, pulumi.ResourceOptions(depends_on=[config]))
@@ -80,7 +84,13 @@ def deploy(
             if workload.rules.stage != stage:
                 continue
             # What the guards read back from the state: the template this object runs, and who applied it.
-            marks = {DIGEST_ANNOTATION: digests[workload.part], REVISION_ANNOTATION: revision}
+            # ...and the routing marker's name, which makes every workload a dependent the quiesce deletes.
+            marks: dict[str, pulumi.Input[str]] = {
+                **DELETION_ANNOTATIONS,
+                DIGEST_ANNOTATION: digests[workload.part],
+                REVISION_ANNOTATION: revision,
+                ROUTING_ANNOTATION: marker.name,
+            }
             args = WorkloadArgs(workload, depends_on=previous, annotations=marks)
             component: pulumi.ComponentResource
             if isinstance(workload.spec, WorkerClass):

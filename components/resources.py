@@ -98,6 +98,25 @@ class ConfigCheck(Component):
         self.register_outputs({"job": job["metadata"]["name"]})
 
 
+def _name_of(metadata: object) -> str:
+    """A name from an ObjectMeta output (a dict under mocks and in the SDK's output types alike)."""
+    name = metadata["name"] if isinstance(metadata, dict) else getattr(metadata, "name")  # noqa: B009
+    return str(name)
+
+
+class RoutingMarker(Component):
+    """The quiesce step (synapse_workers/kube/quiesce.py): a ConfigMap named after the routing, replaced
+    delete-first. Every Synapse workload takes `name` into an annotation, so when the routing changes
+    Pulumi deletes them all before the marker, then creates the marker and the workloads in stage order."""
+
+    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("synapse:config:RoutingMarker", name, opts)
+        child = pulumi.ResourceOptions(parent=self, depends_on=_depends_on(opts), delete_before_replace=True)
+        self.marker = kube.create("synapse-routing", plan.routing_marker, child)
+        self.name: pulumi.Output[str] = self.marker.metadata.apply(_name_of)  # type: ignore[attr-defined]
+        self.register_outputs({"name": self.name})
+
+
 class _ConfiguredService(Component):
     """A Deployment with its content-addressed ConfigMap and the objects around it. The ConfigMap keeps
     one logical name, so new content shows as a replacement of the same resource."""
@@ -143,7 +162,7 @@ class Monitoring(Component):
 class WorkloadArgs:
     workload: Workload
     depends_on: Sequence[pulumi.Resource]
-    annotations: Mapping[str, str]
+    annotations: Mapping[str, pulumi.Input[str]]
     """Added to the workload object's own metadata (never its pod template: they restart nothing)."""
 
 

@@ -13,6 +13,7 @@ from synapse_workers.kube.config_check import config_check_job
 from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.kube.network_policy import network_policies
 from synapse_workers.kube.pooler import pooler_manifests
+from synapse_workers.kube.quiesce import routing_marker
 from synapse_workers.kube.rollout import rules_for
 from synapse_workers.kube.router import pods_services, router_manifests
 from synapse_workers.kube.workload import Workload
@@ -44,6 +45,8 @@ class Plan:
     """HAProxy with this plan's routing table, its Service and Ingress."""
     pooler_manifests: tuple[k8s.Manifest, ...]
     """PgBouncer and its objects; empty unless synapse:postgres.pooler.enabled."""
+    routing_marker: k8s.Manifest
+    """The quiesce step's marker (kube/quiesce.py): named after the routing every process reads."""
     budget: Budget
 
     def workload(self, part: str) -> Workload:
@@ -64,7 +67,7 @@ class Plan:
         return (
             self.base_manifests
             + self.configmaps()
-            + (self.config_check(),)
+            + (self.config_check(), self.routing_marker)
             + self.pooler_manifests
             + tuple(m for w in self.workloads for m in w.manifests)
             + self.router_manifests
@@ -175,6 +178,7 @@ def build_plan(settings: Settings) -> Plan:
         base_manifests=tuple(base),
         router_manifests=router,
         pooler_manifests=pooler,
+        routing_marker=routing_marker(settings, topology),
         budget=budget,
     )
 

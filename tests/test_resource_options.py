@@ -10,6 +10,7 @@ import pytest
 from components import registration as kube
 from components.resources import Component
 from synapse_workers.cli.mock_runtime import run_program
+from synapse_workers.kube.quiesce import MARKER_PREFIX, ROUTING_ANNOTATION
 from tests.conftest import base_values
 
 
@@ -65,7 +66,8 @@ def test_hpa_owns_deployment_replicas(options: dict[Any, pulumi.ResourceOptions]
     assert not options[("StatefulSet", "synapse-event-persister")].ignore_changes
 
 
-CONFIG = {"synapse-config", "synapse-config-check"}
+CONFIG = {"synapse-config", "synapse-config-check", "synapse-routing"}
+"""The config stage: the config, its check, and the routing marker (the quiesce step)."""
 """Every workload waits for the new config and for real Synapse's verdict on it."""
 
 
@@ -126,3 +128,39 @@ def test_the_router_waits_for_every_synapse_workload(options: dict[Any, pulumi.R
     assert {"synapse-main", "synapse-event-persister", "synapse-synchrotron"} <= workloads
     for kind in ("Deployment", "Service", "Ingress"):
         assert _depends_on_names(options[(kind, "synapse-router")]) == {"synapse-config", *workloads}
+
+
+def test_every_synapse_workload_names_the_routing_marker_which_is_replaced_delete_first() -> None:
+    """The quiesce step's wiring (kube/quiesce.py): the marker waits for the config check (a config
+    Synapse refuses stops nothing), is replaced delete-first, and every Synapse workload object takes its
+    name from the marker resource, so Pulumi deletes them all before it."""
+    seen: dict[tuple[str, str], tuple[dict[str, Any], pulumi.ResourceOptions]] = {}
+    original = kube.create
+
+    def recording(
+        logical_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any
+    ) -> pulumi.CustomResource:
+        seen[(manifest["kind"], manifest["metadata"]["name"])] = (manifest, opts)
+        return original(logical_name, manifest, opts, **extra)
+
+    kube.create = recording
+    try:
+        run_program("prod", base_values(ccu="5000"))
+    finally:
+        kube.create = original
+    (marker_key,) = [k for k in seen if k[0] == "ConfigMap" and k[1].startswith(MARKER_PREFIX)]
+    marker, marker_opts = seen[marker_key]
+    assert marker_opts.delete_before_replace is True
+    assert _depends_on_names(marker_opts) == {"synapse-config", "synapse-config-check"}
+    assert "event-persister" in marker["data"]["routing.yaml"]
+    workloads = {
+        name: manifest
+        for (kind, name), (manifest, _) in seen.items()
+        if kind in ("StatefulSet", "Deployment") and name not in ("synapse-router", "synapse-pgbouncer")
+    }
+    assert len(workloads) == 9  # main and the guide's eight classes without federation at 5,000 CCU
+    for name, manifest in workloads.items():
+        annotation = manifest["metadata"]["annotations"][ROUTING_ANNOTATION]
+        assert isinstance(annotation, pulumi.Output), name  # a property dependency, not a copied string
+        assert manifest["metadata"]["annotations"]["pulumi.com/deletionPropagationPolicy"] == "foreground"
+        assert _depends_on_names(seen[(manifest["kind"], name)][1]) >= {"synapse-routing"}

@@ -108,8 +108,8 @@ def expected_kinds(plan: Plan) -> Counter[str]:
             "Secret": int(settings.existing_secret is None),
             "PersistentVolumeClaim": int(settings.media.create_claim),
             "NetworkPolicy": len(network_policies(settings)),
-            # shared, main, one per deployed class, the router's, PgBouncer's
-            "ConfigMap": 2 + len(deployed) + 1 + pooled,
+            # shared, main, one per deployed class, the router's, PgBouncer's, the routing marker
+            "ConfigMap": 2 + len(deployed) + 1 + pooled + 1,
             "Job": 1,  # the config check
             "StatefulSet": 1 + len(stateful),  # main and each stateful class
             "Deployment": len(autoscaled) + 1 + pooled,  # autoscaled classes, the router, PgBouncer

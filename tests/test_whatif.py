@@ -230,3 +230,13 @@ def test_crossing_into_phase_3_reroutes_every_duty() -> None:
         "stream_writers.push_rules",
         "stream_writers.device_lists",
     } <= set(result.reroutes)
+
+
+@pytest.mark.parametrize(("scenario", "expected"), REROUTES.items(), ids=list(REROUTES))
+def test_the_routing_marker_changes_exactly_when_a_change_reroutes(scenario: str, expected: list[str]) -> None:
+    """The quiesce runs when the marker's name changes: that must be when, and only when, routing does."""
+    (change,) = (s[1] for s in SCENARIOS if s[0] == scenario)
+    old, new = build_plan(settings_for(**BASE)), build_plan(settings_for(**{**BASE, **change}))
+    renamed = old.routing_marker["metadata"]["name"] != new.routing_marker["metadata"]["name"]
+    assert renamed is bool(expected)
+    assert compare(old, new).quiesce is bool(expected)

@@ -32,9 +32,14 @@ class WhatIf:
     """Hash-sharded sets whose member list changes: stopped entirely before their new members start."""
     reroutes: tuple[str, ...]
     """The routing keys every process reads that change (`stream_writers.<stream>`, `instance_map`, the
-    duty keys): processes on the old and the new routing must not run side by side."""
+    duty keys): processes on the old and the new routing must not run side by side, so the change
+    quiesces (kube/quiesce.py): every Synapse process stops, then all start on the new routing."""
     old: Plan
     new: Plan
+
+    @property
+    def quiesce(self) -> bool:
+        return bool(self.reroutes)
 
     @property
     def maintenance_window(self) -> bool:
@@ -98,6 +103,7 @@ def whatif_json(result: WhatIf) -> dict[str, Any]:
         "restarts": list(result.restarts),
         "replacedDeleteFirst": list(result.replaced),
         "reroutes": list(result.reroutes),
+        "quiesce": result.quiesce,
         "maintenanceWindow": result.maintenance_window,
         "budgetBefore": budget_json(result.old.settings, result.old.budget),
     }
@@ -119,12 +125,13 @@ def whatif_table(result: WhatIf) -> str:
         lines.append("  restarts: none")
     for part in result.replaced:
         lines.append(f"  {part}: member list changes: every old member stops before any new one starts")
-    if result.reroutes:
+    if result.quiesce:
         lines.append(
-            f"  re-routes {', '.join(result.reroutes)}: every Synapse process must move to the new routing; "
-            'the rollout still runs old and new routing side by side for a while (README, "Safe scaling '
-            'operations"): apply it in a quiet period'
+            f"  re-routes {', '.join(result.reroutes)}: a quiesce: every Synapse process stops, then all start "
+            'on the new routing in stage order (clients wait meanwhile; README, "Changes that re-route")'
         )
+    else:
+        lines.append("  re-routes nothing: pods roll with no downtime")
     window = "yes: synapse-main restarts" if result.maintenance_window else "no"
     lines.append(f"  maintenance window needed: {window}")
     for when, plan in (("before", result.old), ("after", result.new)):

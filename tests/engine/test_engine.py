@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,18 +288,88 @@ def test_a_ccu_change_does_what_the_what_if_says(engine: Engine) -> None:
     assert not [s for s in applied if s.name == "synapse-main" and s.op in ("replace", "create-replacement")]
 
 
-def test_more_event_persisters_replace_the_set_delete_first(engine: Engine) -> None:
+class PodWatcher:
+    """Samples the namespace's Synapse server pods while an update runs: for each sample, the shared
+    config (its content-addressed ConfigMap, which names the routing) of every pod that exists in phase
+    Running, terminating ones included (they may still serve); the config check's Job pod is left out."""
+
+    def __init__(self, engine: Engine, namespace: str) -> None:
+        self.engine, self.namespace = engine, namespace
+        self.samples: list[set[str]] = []
+        self.pods: list[list[tuple[str, str, bool]]] = []
+        """Per sample: (pod, shared ConfigMap, terminating), to show what overlapped."""
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            pods = json.loads(self.engine.kubectl("get", "pods", "-n", self.namespace, "-o", "json"))["items"]
+            shared = set()
+            seen = []
+            for pod in pods:
+                owners = {o["kind"] for o in pod["metadata"].get("ownerReferences", [])}
+                if pod["status"].get("phase") != "Running" or "Job" in owners:
+                    continue  # the config check's pod reads the new config but serves nothing
+                for volume in pod["spec"].get("volumes", []):
+                    if volume["name"] == "config-shared":
+                        shared.add(volume["configMap"]["name"])
+                        terminating = "deletionTimestamp" in pod["metadata"]
+                        seen.append((pod["metadata"]["name"], volume["configMap"]["name"], terminating))
+            self.samples.append(shared)
+            self.pods.append(seen)
+            self.stop.wait(0.2)
+
+    def __enter__(self) -> PodWatcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def test_more_event_persisters_quiesce_every_process(engine: Engine) -> None:
+    """A new persister list re-routes: no Synapse process on the old routing may run beside one on the new.
+    The engine deletes every workload (readers first) before the routing marker, then creates them in stage
+    order; a watcher of the API sees no moment with pods of both shared configs."""
     staging = engine.stacks["staging"]
     done = cli("scale", "--stack", "staging", "--project-dir", str(engine.project_for("staging")),
                "--pin", "event-persister=4", "--reason", "engine test")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "event-persister: member list changes" in done.stdout
-    applied = steps(engine, staging, "up")
-    persister = [s.op for s in applied if s.kind == "StatefulSet" and s.name == "synapse-event-persister"]
-    assert "delete-replaced" in persister and "create-replacement" in persister, persister
-    assert persister.index("delete-replaced") < persister.index("create-replacement")
-    assert not [s for s in applied if s.name == "synapse-main" and s.op in ("replace", "create-replacement")]
+    assert "re-routes instance_map, stream_writers.events: a quiesce" in done.stdout
+    with PodWatcher(engine, "matrix-staging") as watcher:
+        applied = steps(engine, staging, "up")
+    synapse = {
+        s.name
+        for s in applied
+        if s.kind in ("StatefulSet", "Deployment") and s.name not in ("synapse-router", "synapse-pgbouncer")
+    }
+    assert "synapse-main" in synapse and len(synapse) == 9, synapse
+    order = [(s.op, s.name) for s in applied if s.name in synapse or s.name.startswith("synapse-routing")]
+    deletes = [i for i, (op, _) in enumerate(order) if op == "delete-replaced"]
+    creates = [i for i, (op, _) in enumerate(order) if op == "create-replacement"]
+    assert {order[i][1] for i in deletes} >= synapse and {order[i][1] for i in creates} >= synapse, order
+    assert max(deletes) < min(creates), order  # every old process gone before any new one starts
     assert engine.get("statefulset", "synapse-event-persister", "matrix-staging")["status"].get("readyReplicas") == 4
+    # What the API showed meanwhile: the old routing's pods, none, the new routing's; never two at once.
+    mixed = [pods for sample, pods in zip(watcher.samples, watcher.pods, strict=True) if len(sample) > 1]
+    assert not mixed, mixed[:2]
+    seen = [next(iter(sample)) for sample in watcher.samples if sample]
+    assert len(set(seen)) == 2, "the watcher must have seen the old routing and then the new"
+    assert any(not sample for sample in watcher.samples), "a quiesce has a moment with no Synapse pod"
+
+
+def test_a_change_that_reroutes_nothing_replaces_nothing(engine: Engine) -> None:
+    """A class's own resources re-route nothing: that class rolls, nothing is deleted, the marker stays."""
+    staging = engine.stacks["staging"]
+    stack_file = engine.project_for("staging") / "Pulumi.staging.yaml"
+    workers = yaml.safe_load(stack_file.read_text())["config"].get("synapse:workers") or {}
+    workers = json.loads(workers) if isinstance(workers, str) else workers
+    workers["media-repository"] = {"resources": {"requests": {"cpu": "150m"}}}
+    engine.set(staging, "workers", workers)
+    applied = steps(engine, staging, "up")
+    assert not [s for s in applied if s.op in ("delete-replaced", "replace", "create-replacement")], applied
+    assert restarted(applied) == {"media-repository"}
 
 
 def test_an_hpa_bound_change_rolls_no_synapse_pod(engine: Engine) -> None:
