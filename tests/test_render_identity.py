@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = "b4f98a45b685c74248ff0c5a78e5abcf920bca52"
-"""The what-if's re-routes line, after main's direct PostgreSQL path (#20)."""
+BASELINE = "5dbe907a5411d5cad604bb9ab79951e03987ec27"
+"""The quiesce step's routing marker and annotations (#20)."""
 REVISION = re.compile(rb"(synapse-workers/revision: )[0-9a-f]{16}")
 
 
