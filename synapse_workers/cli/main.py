@@ -20,6 +20,7 @@ import yaml
 from synapse_workers.cli.report import plan_json, plan_table
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.stack_config import PROJECT_DIR, StackFileError, read_stack_file
+from synapse_workers.ops.files import WriteRefusedError
 from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
 from synapse_workers.ops.prometheus import Prometheus, PrometheusError
 from synapse_workers.ops.recommend.document import Saved, read_saved, recommendation_json
@@ -250,6 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(rendered.processes)} process configs in {args.out / 'synapse'}"
         )
         return 0
-    except (UsageError, ConfigError, StackFileError) as error:
+    except (UsageError, ConfigError, StackFileError, WriteRefusedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
