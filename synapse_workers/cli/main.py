@@ -168,7 +168,8 @@ def _recommend_command(args: argparse.Namespace) -> None:
 
 _ALLOWED = {
     "--prometheus": "the base URL of a reachable Prometheus HTTP API, e.g. http://prometheus.monitoring:9090",
-    "--bearer-token-file": "a readable file holding the bearer token",
+    "--bearer-token-file": "a readable file holding the bearer token on one line",
+    "--timeout": "seconds for each whole request, above 0 and at most 300",
     "--ca-bundle": "a readable PEM file of CA certificates",
 }
 
