@@ -26,6 +26,7 @@ from synapse_workers.ops.prometheus import Prometheus, PrometheusError
 from synapse_workers.ops.recommend.document import Saved, read_saved, recommendation_json
 from synapse_workers.ops.recommend.measure import measure
 from synapse_workers.ops.recommend.proposal import recommend
+from synapse_workers.ops.recommend.verify import check_shape, verify_saved
 from synapse_workers.ops.whatif import compare, whatif_json, whatif_table
 from synapse_workers.plan import Plan
 
@@ -142,7 +143,10 @@ def _saved_recommendation(args: argparse.Namespace) -> Saved:
         ) from None
     values, secret_keys = _stack_values(args)
     plan = plan_with_flags(args.stack, values, secret_keys, {})
-    return read_saved(args.stack, str(path), text, plan)
+    check_shape(args.stack, str(path), text)
+    saved = read_saved(args.stack, str(path), text, plan)
+    verify_saved(args.stack, str(path), text, plan, values, secret_keys)
+    return saved
 
 
 def _recommend_command(args: argparse.Namespace) -> None:
