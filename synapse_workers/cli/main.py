@@ -247,10 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             _plan_command(args, plan, values, secret_keys)
             return 0
         # Imported here: the Pulumi SDK is only needed to render, and `plan` should answer at once.
-        from synapse_workers.cli.render import render_stack, write  # noqa: PLC0415
+        from synapse_workers.cli.render import RenderOutError, check_out, render_stack, write  # noqa: PLC0415
 
-        rendered = render_stack(args.stack, values, secret_keys)
-        write(rendered, args.out)
+        try:
+            check_out(args.out)
+            rendered = render_stack(args.stack, values, secret_keys)
+            write(rendered, args.out)
+        except RenderOutError as error:
+            raise UsageError(f"stack '{args.stack}': {error}; nothing was written") from None
         print(
             f"rendered stack {args.stack}: {len(rendered.manifests)} objects in {args.out / 'manifests'}, "
             f"{len(rendered.processes)} process configs in {args.out / 'synapse'}"
