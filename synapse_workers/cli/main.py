@@ -18,17 +18,19 @@ from typing import Any, NoReturn
 import yaml
 
 from synapse_workers.cli.report import plan_json, plan_table
+from synapse_workers.kube.budget import check_budget
 from synapse_workers.model.errors import ConfigError
+from synapse_workers.model.settings import load_settings
 from synapse_workers.model.stack_config import PROJECT_DIR, StackFileError, read_stack_file
 from synapse_workers.ops.files import WriteRefusedError
-from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
+from synapse_workers.ops.overrides import LoadChange, apply, name_flag, plan_with_flags
 from synapse_workers.ops.prometheus import Prometheus, PrometheusError
 from synapse_workers.ops.recommend.document import Saved, read_saved, recommendation_json
 from synapse_workers.ops.recommend.measure import measure
 from synapse_workers.ops.recommend.proposal import recommend
 from synapse_workers.ops.recommend.verify import check_shape, verify_saved
 from synapse_workers.ops.whatif import compare, whatif_json, whatif_table
-from synapse_workers.plan import Plan
+from synapse_workers.plan import Plan, build_plan
 
 
 class UsageError(Exception):
@@ -149,7 +151,8 @@ def _saved_recommendation(args: argparse.Namespace) -> Saved:
     return saved
 
 
-def _recommend_command(args: argparse.Namespace) -> None:
+def _recommend_command(args: argparse.Namespace) -> int:
+    """Measure and propose; a proposal over the budget is printed whole, then refused (exit 2)."""
     from synapse_workers.cli.recommend_report import recommendation_table  # noqa: PLC0415
     from synapse_workers.ops.scale import HISTORY_FILE  # noqa: PLC0415
 
@@ -168,6 +171,10 @@ def _recommend_command(args: argparse.Namespace) -> None:
         sys.stdout.write(json.dumps(recommendation_json(rec), indent=2, sort_keys=True) + "\n")
     else:
         sys.stdout.write(recommendation_table(rec))
+    if rec.refusal is not None:
+        print(f"error: the proposal does not fit: {rec.refusal}", file=sys.stderr)
+        return 2
+    return 0
 
 
 _ALLOWED = {
@@ -195,13 +202,31 @@ def _stack_values(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[s
     return read_stack_file(args.stack, args.project_dir / f"Pulumi.{args.stack}.yaml")
 
 
-def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], secret_keys: frozenset[str]) -> None:
+def _unchecked_plan(stack: str, values: dict[str, str], secret_keys: frozenset[str], named: dict[str, str]) -> Plan:
+    """The plan even when it does not fit its budget: `plan` shows it whole, then refuses."""
+    try:
+        return build_plan(load_settings(stack, values, secret_keys), enforce_budget=False)
+    except ConfigError as error:
+        raise name_flag(error, named) from None
+
+
+def budget_refusal(plan: Plan) -> ConfigError | None:
+    try:
+        check_budget(plan.settings, plan.budget)
+    except ConfigError as error:
+        return error
+    return None
+
+
+def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], secret_keys: frozenset[str]) -> int:
+    """Print the whole plan (and what-if), then any budget refusal with what would make it fit: exit 2."""
     target = LoadChange(
         ccu=args.to_ccu,
         messages_per_second=args.to_messages_per_second,
         federated_servers=args.to_federated_servers,
     )
     result = None
+    refusals = [budget_refusal(plan)]
     if not target.is_empty():
         flags = {
             "ccu": "--to-ccu",
@@ -209,16 +234,23 @@ def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], 
             "federated_servers": "--to-federated-servers",
         }
         new_values, named = apply(values, target, flags)
-        new_plan = plan_with_flags(args.stack, new_values, secret_keys, named)
+        new_plan = _unchecked_plan(args.stack, new_values, secret_keys, named)
         result = compare(plan, new_plan)
         plan = new_plan
+        refusals.append(budget_refusal(plan))
+    found = list(dict.fromkeys(str(r) for r in refusals if r is not None))
     if args.json:
         document = plan_json(plan)
         if result is not None:
             document.update(whatif_json(result))
+        if found:
+            document["refused"] = found
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         sys.stdout.write(plan_table(plan) + (whatif_table(result) if result is not None else ""))
+    for refusal in found:
+        print(f"error: {refusal}", file=sys.stderr)
+    return 2 if found else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,8 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _scale_command(args)
             return 0
         if args.command == "recommend":
-            _recommend_command(args)
-            return 0
+            return _recommend_command(args)
         if args.command == "promote":
             from components.program import run  # noqa: PLC0415 (the Pulumi SDK, only for this command)
             from synapse_workers.ops.promote import PromoteError, automation_select, promote  # noqa: PLC0415
@@ -242,10 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         values, secret_keys = _stack_values(args)
         values, named = apply(values, LoadChange(ccu=args.ccu, messages_per_second=args.messages_per_second))
-        plan = plan_with_flags(args.stack, values, secret_keys, named)
         if args.command == "plan":
-            _plan_command(args, plan, values, secret_keys)
-            return 0
+            return _plan_command(args, _unchecked_plan(args.stack, values, secret_keys, named), values, secret_keys)
+        plan_with_flags(args.stack, values, secret_keys, named)  # render refuses what does not fit first
         # Imported here: the Pulumi SDK is only needed to render, and `plan` should answer at once.
         from synapse_workers.cli.render import RenderOutError, check_out, render_stack, write  # noqa: PLC0415
 
