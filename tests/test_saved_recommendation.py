@@ -80,7 +80,7 @@ def test_a_recommendation_that_does_not_follow_from_its_measurements_is_refused(
     for where, value in edits:
         set_path(edited, where, value)
     path.write_text(json.dumps(edited))
-    argv = ["scale", "--stack", STACK, "--from-recommendation", str(path), "--project-dir", str(tmp_path)]
+    argv = ["scale", "--stack", STACK, "--from-recommendation", str(path), "-C", str(tmp_path)]
     err = refused(tmp_path, argv, capsys)
     assert f'--from-recommendation = "{path}"' in err and why in err, err
 
@@ -98,6 +98,6 @@ def test_a_figure_within_its_rounding_still_follows(
     path, document, _ = saved_recommendation(tmp_path, serve, capsys, {"synapse-media-repository": 1.05})
     set_path(document, where, value)
     path.write_text(json.dumps(document))
-    argv = ["scale", "--stack", STACK, "--from-recommendation", str(path), "--project-dir", str(tmp_path)]
+    argv = ["scale", "--stack", STACK, "--from-recommendation", str(path), "-C", str(tmp_path)]
     code, _, err = run(argv, capsys)
     assert code == 0, err

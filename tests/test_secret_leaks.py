@@ -19,7 +19,7 @@ from synapse_workers.model.errors import ConfigError, names_secret
 from synapse_workers.model.settings import load_settings
 from synapse_workers.model.stack_config import PROJECT_DIR
 from synapse_workers.ops.files import LOCK_FILE
-from tests.conftest import base_values
+from tests.conftest import base_values, pulumi_project
 
 LEAK = "LEAKCHECK-9d1e-plain"
 
@@ -41,11 +41,12 @@ def stack_file(folder: Path, key: str, value: object) -> None:
     text = (PROJECT_DIR / "Pulumi.staging.yaml").read_text()
     line = f"  {key}: {json.dumps(value)}\n"
     (folder / "Pulumi.staging.yaml").write_text(text.replace("config:\n", "config:\n" + line, 1))
+    pulumi_project(folder)
 
 
 def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "synapse_workers", *args, "--project-dir", str(folder)],
+        [sys.executable, "-m", "synapse_workers", *args, "-C", str(folder)],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)},
@@ -77,7 +78,7 @@ def test_every_command_refuses_a_plain_secret_without_showing_it(
         assert "given in plain text" in done.stderr and "--secret" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
     assert (tmp_path / "Pulumi.staging.yaml").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != LOCK_FILE) == ["Pulumi.staging.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != LOCK_FILE) == ["Pulumi.staging.yaml", "Pulumi.yaml"]
 
 
 def test_names_that_name_a_secret_object_or_a_path_are_not_secrets(tmp_path: Path) -> None:
@@ -87,6 +88,7 @@ def test_names_that_name_a_secret_object_or_a_path_are_not_secrets(tmp_path: Pat
     assert not names_secret("--bearer-token-file") and not names_secret("macaroon_secret_key_path")
     assert names_secret("SYNAPSE:MacaroonSecretKey") and names_secret("synapse:redis.password")
     shutil.copy(PROJECT_DIR / "Pulumi.staging.yaml", tmp_path / "Pulumi.staging.yaml")
+    pulumi_project(tmp_path)
     assert cli(tmp_path, "plan", "--stack", "staging").returncode == 0
 
 

@@ -18,13 +18,14 @@ import yaml
 
 from synapse_workers.model.stack_config import PROJECT_DIR
 from synapse_workers.ops.files import LOCK_FILE, WriteRefusedError, replace_together
+from tests.conftest import pulumi_project
 
 IN_CI = os.environ.get("CI") == "true"
 
 
 def scale(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "synapse_workers", "scale", "--project-dir", str(project), *args],
+        [sys.executable, "-m", "synapse_workers", "scale", "-C", str(project), *args],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(PROJECT_DIR), **(env or {})},
@@ -43,7 +44,7 @@ def missing(what: str) -> None:
 def project(tmp_path: Path) -> Path:
     shutil.copy(PROJECT_DIR / "Pulumi.prod.yaml", tmp_path / "Pulumi.prod.yaml")
     shutil.copy(PROJECT_DIR / "scaling-history.yaml", tmp_path / "scaling-history.yaml")
-    return tmp_path
+    return pulumi_project(tmp_path)
 
 
 def snapshot(project: Path) -> dict[str, bytes]:
@@ -108,13 +109,13 @@ FULL_DISK = r"""
 set -eu
 mount -t tmpfs -o size={size},mode=0755 tmpfs "$DIR"
 trap 'umount "$DIR"' EXIT
-cp "$SRC/Pulumi.prod.yaml" "$SRC/scaling-history.yaml" "$DIR/"
+cp "$SRC/Pulumi.yaml" "$SRC/Pulumi.prod.yaml" "$SRC/scaling-history.yaml" "$DIR/"
 : > "$DIR/{lock}"
 sha256sum "$DIR/Pulumi.prod.yaml" "$DIR/scaling-history.yaml" > "$OUT/before"
 dd if=/dev/zero of="$DIR/filler" bs=4096 2>/dev/null || true
 truncate -s -{free} "$DIR/filler"
 set +e
-"$PY" -m synapse_workers scale --project-dir "$DIR" --stack prod --ccu 25000 --reason full \
+"$PY" -m synapse_workers scale -C "$DIR" --stack prod --ccu 25000 --reason full \
     > "$OUT/stdout" 2> "$OUT/stderr"
 echo $? > "$OUT/rc"
 sha256sum "$DIR/Pulumi.prod.yaml" "$DIR/scaling-history.yaml" > "$OUT/after"
@@ -157,7 +158,7 @@ def test_a_full_disk_changes_neither_file(tmp_path: Path, free_pages: int) -> No
     before = {line.split()[1] for line in (out / "before").read_text().splitlines()}
     assert len(before) == 2
     listing = set((out / "listing").read_text().split())
-    assert listing == {".", "..", LOCK_FILE, "Pulumi.prod.yaml", "scaling-history.yaml", "filler"}
+    assert listing == {".", "..", LOCK_FILE, "Pulumi.yaml", "Pulumi.prod.yaml", "scaling-history.yaml", "filler"}
     assert not any(p.name != "disk" for p in tmp_path.glob("disk/*"))  # the mount never reached this namespace
 
 

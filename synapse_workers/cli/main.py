@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from synapse_workers.cli.report import plan_json, plan_table
 from synapse_workers.kube.budget import check_budget
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import load_settings
-from synapse_workers.model.stack_config import PROJECT_DIR, StackFileError, read_stack_file
+from synapse_workers.model.stack_config import StackFileError, find_project, read_stack_file
 from synapse_workers.ops.files import WriteRefusedError
 from synapse_workers.ops.overrides import LoadChange, apply, name_flag, plan_with_flags
 from synapse_workers.ops.prometheus import Prometheus, PrometheusError
@@ -51,18 +52,22 @@ def _parse_pin(text: str) -> tuple[str, str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="synapse-workers", description=__doc__)
+    # As `pulumi` spells it, before or after the command: run as if started in DIR.
+    cwd_help = "run as if started in DIR (the project is the nearest Pulumi.yaml from there upward)"
+    parser.add_argument("-C", "--cwd", metavar="DIR", help=cwd_help)
+    cwd = _Parser(add_help=False)
+    cwd.add_argument("-C", "--cwd", metavar="DIR", default=argparse.SUPPRESS, help=cwd_help)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, summary in (
         ("plan", "print the capacity plan: replicas per worker class, phase, departures from the guide"),
         ("render", "write every Kubernetes object and every process's Synapse config as YAML"),
     ):
-        command = commands.add_parser(name, help=summary, description=summary)
+        command = commands.add_parser(name, help=summary, description=summary, parents=[cwd])
         command.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
         command.add_argument("--ccu", help="concurrent users, instead of synapse:ccu")
         command.add_argument(
             "--messages-per-second", dest="messages_per_second", help="instead of synapse:messagesPerSecond"
         )
-        command.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
         if name == "plan":
             command.add_argument("--json", action="store_true", help="print JSON instead of a table")
             command.add_argument("--to-ccu", dest="to_ccu", help="what-if: compare with this CCU")
@@ -72,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--out", type=Path, required=True, help="folder to write into")
     scale = commands.add_parser(
         "scale",
+        parents=[cwd],
         help="write new load figures or pins into Pulumi.<stack>.yaml and record why",
         description="write new load figures or pins into Pulumi.<stack>.yaml and append to scaling-history.yaml",
     )
@@ -88,9 +94,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="apply a saved `recommend --json` and record its measurements in the history",
     )
-    scale.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     recommend = commands.add_parser(
         "recommend",
+        parents=[cwd],
         help="measure the stack's load in Prometheus and propose the scale change",
         description="measure the stack's load in Prometheus (peak over a window) and propose the scale change",
     )
@@ -101,7 +107,6 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--bearer-token-file", dest="bearer_token_file", type=Path, metavar="FILE")
     recommend.add_argument("--ca-bundle", dest="ca_bundle", type=Path, metavar="FILE", help="PEM CAs for https")
     recommend.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
-    recommend.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     promote = commands.add_parser(
         "promote",
         help="preview and update staging, check it, then prod (Pulumi Automation API; needs the Pulumi CLI)",
@@ -254,8 +259,30 @@ def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; `-C DIR` holds only for the command (the caller's folder is restored after)."""
+    started_in = os.getcwd()
+    try:
+        return _main(argv)
+    finally:
+        os.chdir(started_in)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
+        if args.cwd is not None:
+            try:
+                os.chdir(args.cwd)
+            except OSError as error:
+                raise UsageError(f"synapse-workers: -C/--cwd {json.dumps(args.cwd)}: {error.strerror}") from None
+        if args.command != "promote":
+            project = find_project(Path.cwd())
+            if project is None:
+                raise UsageError(
+                    f"synapse-workers: no Pulumi.yaml in {Path.cwd()} or any folder above it; "
+                    "run it in the project's folder, or give -C/--cwd DIR as for pulumi"
+                )
+            args.project_dir = project
         if args.command == "scale":
             _scale_command(args)
             return 0

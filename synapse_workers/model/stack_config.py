@@ -20,7 +20,19 @@ import yaml
 from synapse_workers.model.errors import ConfigError, names_secret
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-"""Where `Pulumi.yaml` and the `Pulumi.<stack>.yaml` files live."""
+"""The checkout this package was loaded from: only the program's own revision digest reads it. The
+commands find the project as `pulumi` does (`find_project`), so an installed copy works anywhere."""
+
+PROJECT_FILES = ("Pulumi.yaml", "Pulumi.yml")
+
+
+def find_project(start: Path) -> Path | None:
+    """The nearest folder from `start` upward holding a `Pulumi.yaml`, as the Pulumi CLI looks for it."""
+    for folder in (start, *start.parents):
+        if any((folder / name).is_file() for name in PROJECT_FILES):
+            return folder
+    return None
+
 
 SECRET_PLACEHOLDER = "[secret: decrypted only by the Pulumi CLI]"
 
