@@ -26,7 +26,7 @@ from synapse_workers.kube.quiesce import DELETION_ANNOTATIONS, ROUTING_ANNOTATIO
 from synapse_workers.kube.rollout import STAGES
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
-from synapse_workers.model.stack_config import runtime_config
+from synapse_workers.model.stack_config import refuse_plain_secrets, runtime_config
 from synapse_workers.model.worker_classes import WorkerClass
 from synapse_workers.ops.guards import (
     DIGEST_ANNOTATION,
@@ -44,6 +44,7 @@ def load_from_runtime() -> Settings:
     """Read and validate the stack's config; a bad value stops the run before anything registers."""
     values, secret_keys = runtime_config()
     try:
+        refuse_plain_secrets(pulumi.get_stack(), values, secret_keys)
         return load_settings(pulumi.get_stack(), values, secret_keys)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None

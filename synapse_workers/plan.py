@@ -146,7 +146,9 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
     )
 
 
-def build_plan(settings: Settings) -> Plan:
+def build_plan(settings: Settings, enforce_budget: bool = True) -> Plan:
+    """The plan for the settings; refused when it does not fit its budget, unless the caller shows the
+    plan first and refuses after (`plan`, `recommend`: the operator sees what did not fit)."""
     load, sizes = size_all(settings)
     topology = build_topology(sizes, settings.namespace)
     shared = ConfigFile("shared", to_yaml(shared_config(settings, topology)))
@@ -166,7 +168,8 @@ def build_plan(settings: Settings) -> Plan:
     router = router_manifests(settings, haproxy_config(_Routed(settings, sizes, topology)))
     pooler = pooler_manifests(settings)
     budget = compute_budget(settings, workloads, router, pooler)
-    check_budget(settings, budget)
+    if enforce_budget:
+        check_budget(settings, budget)
     return Plan(
         settings=settings,
         load=load,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from synapse_workers.model.settings import SECRET_FILES, Settings, load_settings
+from synapse_workers.model.stack_config import PROJECT_DIR
 
 SECRET_KEYS = frozenset(f"synapse:{k}" for k in SECRET_FILES if k != "redisPassword")
 """Pulumi-secret config keys a stack without synapse:existingSecret needs."""
@@ -47,6 +50,12 @@ def base_values(**overrides: Any) -> dict[str, str]:
         for k, v in values.items()
         if v is not None
     }
+
+
+def pulumi_project(folder: Path) -> Path:
+    """Make `folder` a Pulumi project (its own `Pulumi.yaml`), which the commands look for as pulumi does."""
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", folder / "Pulumi.yaml")
+    return folder
 
 
 def settings_for(**overrides: Any) -> Settings:

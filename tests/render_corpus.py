@@ -44,7 +44,9 @@ def main(project: Path, out: Path) -> None:
     for stack_file in CORPUS.glob("Pulumi.*.yaml"):
         shutil.copyfile(stack_file, project / stack_file.name)
     sys.path.insert(0, str(project))
-    os.chdir(out)  # render's --out is relative, so its message reads the same on every commit
+    # The commands find the project from the current folder, as pulumi does; render's --out is relative
+    # to it, so its message reads the same on every commit. The renders move into OUT at the end.
+    os.chdir(project)
     from synapse_workers.cli.main import main as cli  # noqa: PLC0415 (from PROJECT, once sys.path names it)
 
     for stack in corpus_stacks():
@@ -55,6 +57,7 @@ def main(project: Path, out: Path) -> None:
                 code = cli(argv)
             text = f"exit {code}\n--- stdout\n{stdout.getvalue()}--- stderr\n{stderr.getvalue()}"
             (out / stack / name).write_text(text, encoding="utf-8")
+    shutil.move(project / "render", out / "render")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import yaml
 
 from synapse_workers.model.stack_config import PROJECT_DIR
 from synapse_workers.model.worker_classes import BY_NAME, CLASS_NAMES
+from tests.conftest import pulumi_project
 
 
 def cli(*args: str, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess[str]:
@@ -102,13 +103,23 @@ def test_bad_command_lines_give_one_line_and_exit_non_zero(args: list[str], frag
     assert "Traceback" not in done.stderr
 
 
-def test_installed_command_runs_from_any_folder(tmp_path: Path) -> None:
-    """The set-up installs `synapse-workers` beside the interpreter; it finds the project's stacks from
-    anywhere, and its usage errors carry its own name."""
+def test_installed_command_finds_the_project_as_pulumi_does(tmp_path: Path) -> None:
+    """The set-up installs `synapse-workers` beside the interpreter. Like `pulumi`, it works on the
+    project it is run in (or `-C DIR`), not on the checkout it was installed from; outside a project
+    it says so in one line. Its usage errors carry its own name."""
     script = Path(sys.executable).parent / "synapse-workers"
     assert script.exists(), "run the README's set-up (make plan / make test): it installs the command"
-    done = subprocess.run(
+    outside = subprocess.run(
         [str(script), "plan", "--stack", "staging"], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert outside.returncode == 2 and outside.stdout == ""
+    assert outside.stderr.startswith(f"error: synapse-workers: no Pulumi.yaml in {tmp_path} or any folder above it")
+    done = subprocess.run(
+        [str(script), "-C", str(PROJECT_DIR), "plan", "--stack", "staging"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Stack staging: 500 CCU")
@@ -119,7 +130,7 @@ def test_installed_command_runs_from_any_folder(tmp_path: Path) -> None:
 
 def _stack_dir(tmp_path: Path, text: str, stack: str = "test") -> Path:
     (tmp_path / f"Pulumi.{stack}.yaml").write_text(text)
-    return tmp_path
+    return pulumi_project(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +146,7 @@ def test_bad_stack_files_write_nothing(tmp_path: Path, text: str, fragment: str)
     (tmp_path / "project").mkdir()
     project = _stack_dir(tmp_path / "project", text)
     out = tmp_path / "out"
-    done = cli("render", "--stack", "test", "--out", str(out), "--project-dir", str(project))
+    done = cli("render", "--stack", "test", "--out", str(out), "-C", str(project))
     assert done.returncode == 2
     assert fragment in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -211,11 +222,11 @@ def test_render_redacts_secrets_from_a_stack_file_with_secure_values(tmp_path: P
         "postgresPassword",
     ):
         text += f"  synapse:{key}:\n    secure: v1:AAAABBBBCCCC{key}==\n"
-    project = tmp_path / "project"
-    project.mkdir()
+    (tmp_path / "project").mkdir()
+    project = pulumi_project(tmp_path / "project")
     (project / "Pulumi.staging.yaml").write_text("encryptionsalt: v1:abc=\n" + text)
     out = tmp_path / "out"
-    done = cli("render", "--stack", "staging", "--out", str(out), "--project-dir", str(project))
+    done = cli("render", "--stack", "staging", "--out", str(out), "-C", str(project))
     assert done.returncode == 0, done.stderr
     secret = yaml.safe_load((out / "manifests" / "secret-synapse-secrets.yaml").read_text())
     assert set(secret["stringData"].values()) == {"<redacted>"}
@@ -227,7 +238,8 @@ def test_render_redacts_secrets_from_a_stack_file_with_secure_values(tmp_path: P
 def test_unreadable_stack_file_is_one_clear_line(tmp_path: Path) -> None:
     # Root reads any file whatever its mode, so a folder in the file's place stands for "unreadable".
     (tmp_path / "Pulumi.test.yaml").mkdir()
-    done = cli("plan", "--stack", "test", "--project-dir", str(tmp_path))
+    pulumi_project(tmp_path)
+    done = cli("plan", "--stack", "test", "-C", str(tmp_path))
     assert done.returncode == 2
     assert "Pulumi.test.yaml: cannot read it" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -31,7 +31,7 @@ from synapse_workers.model.worker_classes import BY_NAME, WorkerClass
 from synapse_workers.ops.recommend.measure import event_writers, sync_workloads
 from synapse_workers.ops.recommend.proposal import propose, step_for
 from synapse_workers.plan import Plan, build_plan
-from tests.conftest import base_values
+from tests.conftest import base_values, pulumi_project
 
 DATA = Path(__file__).parent / "data" / "prometheus"
 STACK = "lab"
@@ -149,6 +149,7 @@ def write_stack(root: Path, **overrides: Any) -> Plan:
     values = base_values(**{"ccu": 1000, "federation": {"enabled": True, "servers": 100}, **overrides})
     config = {k: json.loads(v) if v.startswith("{") else v for k, v in values.items()}
     (root / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": config}))
+    pulumi_project(root)
     read, secret_keys = read_stack_file(STACK, root / f"Pulumi.{STACK}.yaml")
     return build_plan(load_settings(STACK, read, secret_keys))
 
@@ -160,7 +161,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def recommend_args(root: Path, url: str, *extra: str) -> list[str]:
-    return ["recommend", "--stack", STACK, "--prometheus", url, "--project-dir", str(root), *extra]
+    return ["recommend", "--stack", STACK, "--prometheus", url, "-C", str(root), *extra]
 
 
 def files(root: Path) -> dict[str, str]:
@@ -501,7 +502,7 @@ def test_scale_from_a_recommendation_writes_the_change_and_the_measurements(
 ) -> None:
     cpu = {"synapse-media-repository": 1.05}
     path, document, url = saved_recommendation(tmp_path, serve, capsys, cpu)
-    argv = ["scale", "--stack", STACK, "--from-recommendation", str(path), "--project-dir", str(tmp_path)]
+    argv = ["scale", "--stack", STACK, "--from-recommendation", str(path), "-C", str(tmp_path)]
     code, _, err = run(argv, capsys)
     assert code == 0, err
     values, _ = read_stack_file(STACK, tmp_path / f"Pulumi.{STACK}.yaml")
@@ -553,14 +554,14 @@ def test_a_bad_saved_recommendation_is_refused(
 ) -> None:
     path, document, _ = saved_recommendation(tmp_path, serve, capsys)
     path.write_text(json.dumps(edit(document)))
-    argv = ["scale", "--stack", STACK, "--from-recommendation", str(path), "--project-dir", str(tmp_path)]
+    argv = ["scale", "--stack", STACK, "--from-recommendation", str(path), "-C", str(tmp_path)]
     err = refused(tmp_path, argv, capsys)
     assert f'--from-recommendation = "{path}"' in err and why in err
 
 
 def test_from_recommendation_takes_no_other_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_stack(tmp_path)
-    argv = ["scale", "--stack", STACK, "--from-recommendation", "x.json", "--ccu", "5", "--project-dir", str(tmp_path)]
+    argv = ["scale", "--stack", STACK, "--from-recommendation", "x.json", "--ccu", "5", "-C", str(tmp_path)]
     code, out, err = run(argv, capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and "--from-recommendation" in err
 

@@ -14,12 +14,13 @@ import pytest
 import yaml
 
 from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
+from tests.conftest import pulumi_project
 
 
 def scale(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
     return subprocess.run(
-        [sys.executable, "-m", "synapse_workers", "scale", "--project-dir", str(project), *args],
+        [sys.executable, "-m", "synapse_workers", "scale", "-C", str(project), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -30,7 +31,7 @@ def scale(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     shutil.copy(PROJECT_DIR / "Pulumi.prod.yaml", tmp_path / "Pulumi.prod.yaml")
-    return tmp_path
+    return pulumi_project(tmp_path)
 
 
 def test_scale_writes_values_as_the_cli_does_and_keeps_comments(project: Path) -> None:
@@ -89,6 +90,7 @@ def test_refused_changes_write_nothing(project: Path, args: list[str], fragment:
 def test_scale_refuses_a_change_the_database_cannot_take(tmp_path: Path) -> None:
     """Staging's PostgreSQL allows 190 connections: 5,000 CCU would need 547 at the HPA maximums."""
     shutil.copy(PROJECT_DIR / "Pulumi.staging.yaml", tmp_path / "Pulumi.staging.yaml")
+    pulumi_project(tmp_path)
     before = (tmp_path / "Pulumi.staging.yaml").read_text()
     done = scale(tmp_path, "--stack", "staging", "--ccu", "5000", "--reason", "load test")
     assert done.returncode == 2

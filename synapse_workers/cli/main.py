@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,16 +19,20 @@ from typing import Any, NoReturn
 import yaml
 
 from synapse_workers.cli.report import plan_json, plan_table
+from synapse_workers.kube.budget import check_budget
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.load_figures import LOAD_FIGURES
-from synapse_workers.model.stack_config import PROJECT_DIR, StackFileError, read_stack_file
-from synapse_workers.ops.overrides import PIN_FLAG, WHATIF_FLAGS, LoadChange, apply, plan_with_flags
+from synapse_workers.model.settings import load_settings
+from synapse_workers.model.stack_config import StackFileError, find_project, read_stack_file
+from synapse_workers.ops.files import WriteRefusedError
+from synapse_workers.ops.overrides import PIN_FLAG, WHATIF_FLAGS, LoadChange, apply, name_flag, plan_with_flags
 from synapse_workers.ops.prometheus import Prometheus, PrometheusError
 from synapse_workers.ops.recommend.document import Saved, read_saved, recommendation_json
 from synapse_workers.ops.recommend.measure import measure
 from synapse_workers.ops.recommend.proposal import recommend
+from synapse_workers.ops.recommend.verify import check_shape, verify_saved
 from synapse_workers.ops.whatif import compare, whatif_json, whatif_table
-from synapse_workers.plan import Plan
+from synapse_workers.plan import Plan, build_plan
 
 
 class UsageError(Exception):
@@ -48,16 +53,20 @@ def _parse_pin(text: str) -> tuple[str, str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="synapse-workers", description=__doc__)
+    # As `pulumi` spells it, before or after the command: run as if started in DIR.
+    cwd_help = "run as if started in DIR (the project is the nearest Pulumi.yaml from there upward)"
+    parser.add_argument("-C", "--cwd", metavar="DIR", help=cwd_help)
+    cwd = _Parser(add_help=False)
+    cwd.add_argument("-C", "--cwd", metavar="DIR", default=argparse.SUPPRESS, help=cwd_help)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, summary in (
         ("plan", "print the capacity plan: replicas per worker class, phase, departures from the guide"),
         ("render", "write every Kubernetes object and every process's Synapse config as YAML"),
     ):
-        command = commands.add_parser(name, help=summary, description=summary)
+        command = commands.add_parser(name, help=summary, description=summary, parents=[cwd])
         command.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
         for figure in LOAD_FIGURES:
             command.add_argument(figure.flag, dest=figure.attr, help=f"instead of synapse:{figure.config_key}")
-        command.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
         if name == "plan":
             command.add_argument("--json", action="store_true", help="print JSON instead of a table")
             for figure in LOAD_FIGURES:
@@ -68,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--out", type=Path, required=True, help="folder to write into")
     scale = commands.add_parser(
         "scale",
+        parents=[cwd],
         help="write new load figures or pins into Pulumi.<stack>.yaml and record why",
         description="write new load figures or pins into Pulumi.<stack>.yaml and append to scaling-history.yaml",
     )
@@ -83,9 +93,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="apply a saved `recommend --json` and record its measurements in the history",
     )
-    scale.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     recommend = commands.add_parser(
         "recommend",
+        parents=[cwd],
         help="measure the stack's load in Prometheus and propose the scale change",
         description="measure the stack's load in Prometheus (peak over a window) and propose the scale change",
     )
@@ -96,7 +106,6 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--bearer-token-file", dest="bearer_token_file", type=Path, metavar="FILE")
     recommend.add_argument("--ca-bundle", dest="ca_bundle", type=Path, metavar="FILE", help="PEM CAs for https")
     recommend.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
-    recommend.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     promote = commands.add_parser(
         "promote",
         help="preview and update staging, check it, then prod (Pulumi Automation API; needs the Pulumi CLI)",
@@ -135,10 +144,14 @@ def _saved_recommendation(args: argparse.Namespace) -> Saved:
         ) from None
     values, secret_keys = _stack_values(args)
     plan = plan_with_flags(args.stack, values, secret_keys, {})
-    return read_saved(args.stack, str(path), text, plan)
+    check_shape(args.stack, str(path), text)
+    saved = read_saved(args.stack, str(path), text, plan)
+    verify_saved(args.stack, str(path), text, plan, values, secret_keys)
+    return saved
 
 
-def _recommend_command(args: argparse.Namespace) -> None:
+def _recommend_command(args: argparse.Namespace) -> int:
+    """Measure and propose; a proposal over the budget is printed whole, then refused (exit 2)."""
     from synapse_workers.cli.recommend_report import recommendation_table  # noqa: PLC0415
     from synapse_workers.ops.scale import HISTORY_FILE  # noqa: PLC0415
 
@@ -157,11 +170,16 @@ def _recommend_command(args: argparse.Namespace) -> None:
         sys.stdout.write(json.dumps(recommendation_json(rec), indent=2, sort_keys=True) + "\n")
     else:
         sys.stdout.write(recommendation_table(rec))
+    if rec.refusal is not None:
+        print(f"error: the proposal does not fit: {rec.refusal}", file=sys.stderr)
+        return 2
+    return 0
 
 
 _ALLOWED = {
     "--prometheus": "the base URL of a reachable Prometheus HTTP API, e.g. http://prometheus.monitoring:9090",
-    "--bearer-token-file": "a readable file holding the bearer token",
+    "--bearer-token-file": "a readable file holding the bearer token on one line",
+    "--timeout": "seconds for each whole request, above 0 and at most 300",
     "--ca-bundle": "a readable PEM file of CA certificates",
 }
 
@@ -183,32 +201,78 @@ def _stack_values(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[s
     return read_stack_file(args.stack, args.project_dir / f"Pulumi.{args.stack}.yaml")
 
 
-def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], secret_keys: frozenset[str]) -> None:
+def _unchecked_plan(stack: str, values: dict[str, str], secret_keys: frozenset[str], named: dict[str, str]) -> Plan:
+    """The plan even when it does not fit its budget: `plan` shows it whole, then refuses."""
+    try:
+        return build_plan(load_settings(stack, values, secret_keys), enforce_budget=False)
+    except ConfigError as error:
+        raise name_flag(error, named) from None
+
+
+def budget_refusal(plan: Plan) -> ConfigError | None:
+    try:
+        check_budget(plan.settings, plan.budget)
+    except ConfigError as error:
+        return error
+    return None
+
+
+def _plan_command(args: argparse.Namespace, plan: Plan, values: dict[str, str], secret_keys: frozenset[str]) -> int:
+    """Print the whole plan (and what-if), then any budget refusal with what would make it fit: exit 2."""
     target = LoadChange.of({f.key: getattr(args, f"to_{f.attr}") for f in LOAD_FIGURES})
     result = None
+    refusals = [budget_refusal(plan)]
     if not target.is_empty():
         new_values, named = apply(values, target, WHATIF_FLAGS)
-        new_plan = plan_with_flags(args.stack, new_values, secret_keys, named)
+        new_plan = _unchecked_plan(args.stack, new_values, secret_keys, named)
         result = compare(plan, new_plan)
         plan = new_plan
+        refusals.append(budget_refusal(plan))
+    found = list(dict.fromkeys(str(r) for r in refusals if r is not None))
     if args.json:
         document = plan_json(plan)
         if result is not None:
             document.update(whatif_json(result))
+        if found:
+            document["refused"] = found
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         sys.stdout.write(plan_table(plan) + (whatif_table(result) if result is not None else ""))
+    for refusal in found:
+        print(f"error: {refusal}", file=sys.stderr)
+    return 2 if found else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; `-C DIR` holds only for the command (the caller's folder is restored after)."""
+    started_in = os.getcwd()
+    try:
+        return _main(argv)
+    finally:
+        os.chdir(started_in)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
+        if args.cwd is not None:
+            try:
+                os.chdir(args.cwd)
+            except OSError as error:
+                raise UsageError(f"synapse-workers: -C/--cwd {json.dumps(args.cwd)}: {error.strerror}") from None
+        if args.command != "promote":
+            project = find_project(Path.cwd())
+            if project is None:
+                raise UsageError(
+                    f"synapse-workers: no Pulumi.yaml in {Path.cwd()} or any folder above it; "
+                    "run it in the project's folder, or give -C/--cwd DIR as for pulumi"
+                )
+            args.project_dir = project
         if args.command == "scale":
             _scale_command(args)
             return 0
         if args.command == "recommend":
-            _recommend_command(args)
-            return 0
+            return _recommend_command(args)
         if args.command == "promote":
             from components.program import run  # noqa: PLC0415 (the Pulumi SDK, only for this command)
             from synapse_workers.ops.promote import PromoteError, automation_select, promote  # noqa: PLC0415
@@ -221,20 +285,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         values, secret_keys = _stack_values(args)
         values, named = apply(values, LoadChange.of({f.key: getattr(args, f.attr) for f in LOAD_FIGURES}))
-        plan = plan_with_flags(args.stack, values, secret_keys, named)
         if args.command == "plan":
-            _plan_command(args, plan, values, secret_keys)
-            return 0
+            return _plan_command(args, _unchecked_plan(args.stack, values, secret_keys, named), values, secret_keys)
+        plan_with_flags(args.stack, values, secret_keys, named)  # render refuses what does not fit first
         # Imported here: the Pulumi SDK is only needed to render, and `plan` should answer at once.
-        from synapse_workers.cli.render import render_stack, write  # noqa: PLC0415
+        from synapse_workers.cli.render import RenderOutError, check_out, render_stack, write  # noqa: PLC0415
 
-        rendered = render_stack(args.stack, values, secret_keys)
-        write(rendered, args.out)
+        try:
+            check_out(args.out)
+            rendered = render_stack(args.stack, values, secret_keys)
+            write(rendered, args.out)
+        except RenderOutError as error:
+            raise UsageError(f"stack '{args.stack}': {error}; nothing was written") from None
         print(
             f"rendered stack {args.stack}: {len(rendered.manifests)} objects in {args.out / 'manifests'}, "
             f"{len(rendered.processes)} process configs in {args.out / 'synapse'}"
         )
         return 0
-    except (UsageError, ConfigError, StackFileError) as error:
+    except (UsageError, ConfigError, StackFileError, WriteRefusedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

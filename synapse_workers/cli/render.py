@@ -7,6 +7,8 @@ what a reviewer reads is what `pulumi up` would send. Secret values are redacted
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
@@ -87,12 +89,87 @@ def render_stack(stack: str, values: Mapping[str, str], secret_keys: Set[str]) -
     return Rendered(manifests=dict(sorted(manifests.items())), processes=dict(sorted(process_configs(objects).items())))
 
 
+OWNED = ".synapse-workers-render"
+"""The list, in the output folder, of the files the last render wrote: the only ones a render replaces."""
+PARTS = ("manifests", "synapse")
+
+
+class RenderOutError(Exception):
+    """`--out` cannot take the render: one line, and the folder is left as it was."""
+
+    def __init__(self, out: Path, problem: str, allowed: str = "a folder this user can write, or a new path") -> None:
+        super().__init__(f"--out = {json.dumps(str(out))} is not allowed ({problem}); allowed: {allowed}")
+
+
+def check_out(out: Path) -> None:
+    """`--out` is a folder or does not exist yet; refused before anything is rendered."""
+    if out.exists() and not out.is_dir():
+        raise RenderOutError(out, "it is a file, not a folder")
+
+
+def _owned(out: Path) -> set[str]:
+    try:
+        return set((out / OWNED).read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
+        return set()
+
+
+def _foreign(out: Path) -> list[str]:
+    """Files under manifests/ and synapse/ that no earlier render wrote: a render must not delete them."""
+    owned = _owned(out)
+    found = []
+    for part in PARTS:
+        folder = out / part
+        if folder.is_dir():
+            found += [p.relative_to(out).as_posix() for p in sorted(folder.rglob("*")) if not p.is_dir()]
+        elif folder.exists():
+            found.append(part)
+    return [name for name in found if name not in owned]
+
+
 def write(rendered: Rendered, out: Path) -> None:
-    """Replace DIR/manifests and DIR/synapse wholesale, so no file from an earlier render lingers."""
-    for sub, files in (("manifests", rendered.manifests), ("synapse", rendered.processes)):
-        target = out / sub
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for name, text in files.items():
-            (target / name).write_text(text, encoding="utf-8")
+    """Build the new manifests/ and synapse/ in a temporary sibling, then swap each in.
+
+    A render replaces only what renders wrote (listed in `OWNED`); a file anyone else put there is
+    refused, never deleted. A failure on the way leaves the folder as it was.
+    """
+    check_out(out)
+    try:
+        foreign = _foreign(out) if out.exists() else []
+    except OSError as error:
+        raise RenderOutError(out, f"cannot read it: {error.strerror}") from None
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RenderOutError(
+            out,
+            f"it holds files render did not write: {shown}",
+            "a folder only render writes into (move those files, or give another --out)",
+        )
+    staging = out.parent / f".{out.name}.render-{os.getpid()}"
+    swapped: list[str] = []
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        names = []
+        for part, files in zip(PARTS, (rendered.manifests, rendered.processes), strict=True):
+            (staging / part).mkdir(parents=True)
+            for name, text in files.items():
+                (staging / part / name).write_text(text, encoding="utf-8")
+                names.append(f"{part}/{name}")
+        (staging / OWNED).write_text("".join(f"{n}\n" for n in sorted(names)), encoding="utf-8")
+        if not out.exists():
+            os.rename(staging, out)
+            return
+        for part in (*PARTS, OWNED):
+            if (out / part).exists():
+                os.rename(out / part, staging / f"{part}.old")
+            os.rename(staging / part, out / part)
+            swapped.append(part)
+    except OSError as error:
+        for part in reversed(swapped):  # put back what was there
+            os.rename(out / part, staging / part)
+            if (staging / f"{part}.old").exists():
+                os.rename(staging / f"{part}.old", out / part)
+        raise RenderOutError(out, f"cannot write it: {error.strerror or error}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

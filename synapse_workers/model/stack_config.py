@@ -9,14 +9,30 @@ which only the CLI can decrypt, become opaque placeholders marked secret, never 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from synapse_workers.model.errors import ConfigError, names_secret
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-"""Where `Pulumi.yaml` and the `Pulumi.<stack>.yaml` files live."""
+"""The checkout this package was loaded from: only the program's own revision digest reads it. The
+commands find the project as `pulumi` does (`find_project`), so an installed copy works anywhere."""
+
+PROJECT_FILES = ("Pulumi.yaml", "Pulumi.yml")
+
+
+def find_project(start: Path) -> Path | None:
+    """The nearest folder from `start` upward holding a `Pulumi.yaml`, as the Pulumi CLI looks for it."""
+    for folder in (start, *start.parents):
+        if any((folder / name).is_file() for name in PROJECT_FILES):
+            return folder
+    return None
+
 
 SECRET_PLACEHOLDER = "[secret: decrypted only by the Pulumi CLI]"
 
@@ -81,7 +97,50 @@ def read_stack_file(stack: str, path: Path) -> tuple[dict[str, str], frozenset[s
             secret_keys.add(key)
         else:
             values[key] = _as_cli_text(value)
+    refuse_plain_secrets(stack, values, frozenset(secret_keys))
     return values, frozenset(secret_keys)
+
+
+def _secret_field(value: Any, path: str) -> str | None:
+    """The first field (dotted path) of a plain object whose name names a secret and that has a value."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            here = f"{path}.{key}"
+            if names_secret(str(key)) and inner not in (None, "", {}, []):
+                return here
+            found = _secret_field(inner, here)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, inner in enumerate(value):
+            found = _secret_field(inner, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def refuse_plain_secrets(stack: str, values: Mapping[str, str], secret_keys: AbstractSet[str]) -> None:
+    """A key that names a secret, in any namespace or letter case, set in plain text is refused without
+    its value: whatever the key is for, a secret written there is already exposed in the stack file.
+    """
+    for key in sorted(values):
+        if key in secret_keys:
+            continue
+        found: str | None = key if names_secret(key) else None
+        if found is None and values[key][:1] in ("{", "["):
+            try:
+                found = _secret_field(json.loads(values[key]), key)
+            except ValueError:
+                found = None
+        if found is not None:
+            raise ConfigError(
+                stack,
+                found,
+                "(plain text, not shown)",
+                f"a secret: pulumi config set --secret {'--path ' if found != key else ''}'{found}' <value> "
+                "(and rotate it: it was stored in the clear)",
+                "given in plain text",
+            )
 
 
 def runtime_config() -> tuple[dict[str, str], frozenset[str]]:

@@ -8,14 +8,12 @@ unless the new config passes the same validation `pulumi up` applies.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
@@ -23,7 +21,9 @@ from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.load_figures import LOAD_FIGURES
 from synapse_workers.model.settings import NAMESPACE, load_settings
 from synapse_workers.model.stack_config import read_stack_file
+from synapse_workers.ops.files import WriteRefusedError, project_lock, replace_together
 from synapse_workers.ops.overrides import FLAGS, LoadChange, apply, plan_with_flags
+from synapse_workers.ops.stack_edit import edit_stack_text
 from synapse_workers.ops.whatif import WhatIf, compare
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.config_files import to_yaml
@@ -102,28 +102,35 @@ def scale(
     now: datetime,
     measured: Mapping[str, Any] | None = None,
 ) -> Scaled:
-    """Validate the change, then write the stack file and append the history record (in that order)."""
+    """Validate the change, then write the stack file and append the history record, both or neither."""
     if not reason.strip():
         raise ConfigError(stack, "--reason", reason, "a few words on why (they go into the scaling history)")
     if change.is_empty():
         raise ConfigError(stack, "scale", "no change", f"at least one of {', '.join(FLAGS.values())}")
     path = project_dir / f"Pulumi.{stack}.yaml"
-    values, secret_keys = read_stack_file(stack, path)
-    old = build_plan(load_settings(stack, values, secret_keys))
-    new_values, named = apply(values, change)
-    new = plan_with_flags(stack, new_values, secret_keys, named)
-
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    document = yaml.load(path.read_text(encoding="utf-8")) or CommentedMap()
-    _edit(_child(document, "config"), change)
-    buffer = io.StringIO()
-    yaml.dump(document, buffer)
-
-    record = _record(stack, reason.strip(), now, old, new, change, measured)
     history = project_dir / HISTORY_FILE
-    path.write_text(buffer.getvalue(), encoding="utf-8")
-    with history.open("a", encoding="utf-8") as handle:
-        handle.write(to_yaml([record]))
+    # One lock for the whole read-change-write: a concurrent run waits (or is refused), and never
+    # writes over this run's change with a file it read before this one wrote.
+    with project_lock(project_dir, stack):
+        values, secret_keys = read_stack_file(stack, path)
+        old = build_plan(load_settings(stack, values, secret_keys))
+        new_values, named = apply(values, change)
+        new = plan_with_flags(stack, new_values, secret_keys, named)
+        original = path.read_bytes()
+        try:
+            text = original.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WriteRefusedError(stack, f"{path} is not UTF-8") from None
+        edited = edit_stack_text(stack, path.name, text, lambda config: _edit(config, change))
+        record = _record(stack, reason.strip(), now, old, new, change, measured)
+        try:
+            before = history.read_bytes()
+        except FileNotFoundError:
+            before = b""
+        except OSError as error:
+            raise WriteRefusedError(stack, f"cannot read {history}: {error.strerror}") from None
+        if before and not before.endswith(b"\n"):
+            before += b"\n"
+        # Both files or neither: the stack file never changes without the record of why.
+        replace_together(stack, [(path, edited.encode("utf-8")), (history, before + to_yaml([record]).encode("utf-8"))])
     return Scaled(old=old, new=new, result=compare(old, new), record=record)

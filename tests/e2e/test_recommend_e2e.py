@@ -34,6 +34,7 @@ from synapse_workers.ops.recommend.measure import event_writers, sync_workloads
 from synapse_workers.ops.recommend.proposal import STEP_RULE
 from synapse_workers.plan import build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT
+from tests.conftest import pulumi_project
 from tests.e2e.prometheus import BINARY, start_prometheus
 from tests.e2e.services import Loopback, Processes
 from tests.e2e.topology import Homeserver, register
@@ -186,6 +187,7 @@ def wait_for(what: str, found: Any, timeout: float = 60) -> Any:
 def project(tmp_path_factory: pytest.TempPathFactory, homeserver: Homeserver) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("project")
     stack_file(root, homeserver.plan.settings)
+    pulumi_project(root)
     # The stack file is the running deployment: the same Synapse configs, the same scrape jobs.
     values, secret_keys = read_stack_file(STACK, root / f"Pulumi.{STACK}.yaml")
     plan = build_plan(load_settings(STACK, values, secret_keys))
@@ -225,7 +227,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
     room_id = created.json()["room_id"]
 
     ccu_now = queries.sync_users(sync_workloads(hs.plan), namespace)
-    args = ["recommend", "--stack", STACK, "--prometheus", prometheus, "--project-dir", str(project)]
+    args = ["recommend", "--stack", STACK, "--prometheus", prometheus, "-C", str(project)]
     with Syncers(base, accounts) as syncers:
         wait_for(f"{SYNCING_USERS} users on the notifier", lambda: total(client, ccu_now) == SYNCING_USERS)
         sent_at = send_messages(base, sender["access_token"], room_id)
@@ -319,9 +321,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
     # Apply it: the stack file changes and the history says why.
     saved = project / "recommendation.json"
     saved.write_text(out)
-    code, _, err = cli(
-        ["scale", "--stack", STACK, "--from-recommendation", str(saved), "--project-dir", str(project)], capsys
-    )
+    code, _, err = cli(["scale", "--stack", STACK, "--from-recommendation", str(saved), "-C", str(project)], capsys)
     assert code == 0, err
     values, _ = read_stack_file(STACK, project / f"Pulumi.{STACK}.yaml")
     assert values["synapse:ccu"] == "20"
@@ -331,9 +331,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
     assert record["measured"]["ccu"] == SYNCING_USERS
     assert record["measured"]["targets"] == measured["targets"]
     # Applying the same saved recommendation again is refused: the stack moved since it was measured.
-    code, _, err = cli(
-        ["scale", "--stack", STACK, "--from-recommendation", str(saved), "--project-dir", str(project)], capsys
-    )
+    code, _, err = cli(["scale", "--stack", STACK, "--from-recommendation", str(saved), "-C", str(project)], capsys)
     assert code == 2 and "changed since it was measured" in err and err.count("\n") == 1, err
 
     # The next recommend shows the targets recorded with that change beside today's.

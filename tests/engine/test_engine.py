@@ -270,7 +270,7 @@ def test_maintenance_window_holds_after_a_failed_update(engine: Engine) -> None:
 
 
 def _whatif_from_cli(engine: Engine, stack: str, *flags: str) -> dict[str, Any]:
-    done = cli("plan", "--stack", stack, "--project-dir", str(engine.project_for(stack)), "--json", *flags)
+    done = cli("plan", "--stack", stack, "-C", str(engine.project_for(stack)), "--json", *flags)
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
 
@@ -278,7 +278,7 @@ def _whatif_from_cli(engine: Engine, stack: str, *flags: str) -> dict[str, Any]:
 def test_a_ccu_change_does_what_the_what_if_says(engine: Engine) -> None:
     staging = engine.stacks["staging"]
     predicted = _whatif_from_cli(engine, "staging", "--to-ccu", "1200")
-    done = cli("scale", "--stack", "staging", "--project-dir", str(engine.project_for("staging")), "--ccu", "1200",
+    done = cli("scale", "--stack", "staging", "-C", str(engine.project_for("staging")), "--ccu", "1200",
                "--reason", "engine test")  # fmt: skip
     assert done.returncode == 0, done.stderr
     preview = steps(engine, staging)
@@ -333,7 +333,7 @@ def test_more_event_persisters_quiesce_every_process(engine: Engine) -> None:
     The engine deletes every workload (readers first) before the routing marker, then creates them in stage
     order; a watcher of the API sees no moment with pods of both shared configs."""
     staging = engine.stacks["staging"]
-    done = cli("scale", "--stack", "staging", "--project-dir", str(engine.project_for("staging")),
+    done = cli("scale", "--stack", "staging", "-C", str(engine.project_for("staging")),
                "--pin", "event-persister=4", "--reason", "engine test")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "re-routes instance_map, stream_writers.events: a quiesce" in done.stdout

@@ -85,6 +85,8 @@ def recommendation_json(rec: Recommendation) -> dict[str, Any]:
     }
     if rec.last_change is not None:
         document["lastChange"] = rec.last_change
+    if rec.refusal is not None:
+        document["refused"] = rec.refusal
     return document
 
 

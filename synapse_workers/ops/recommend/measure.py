@@ -19,7 +19,7 @@ from synapse_workers.kube.targets import Target, targets
 from synapse_workers.kube.workload import Workload
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.worker_classes import MAIN, WORKER_CLASSES
-from synapse_workers.ops.prometheus import Sample, parse_duration
+from synapse_workers.ops.prometheus import Sample, ShapeError, parse_duration
 from synapse_workers.plan import Plan
 from synapse_workers.synapse.routing import route_request
 
@@ -155,6 +155,38 @@ def scrape_interval(stack: str, plan: Plan, prometheus: PrometheusLike) -> float
     return max(s for found in intervals.values() for s in found)
 
 
+def _samples(
+    stack: str, prometheus: PrometheusLike, expr: str, metric: str, jobs: Sequence[str], no_requests_is_nan: bool
+) -> list[Sample]:
+    """A query's samples, each a figure the metric can have: never negative or infinite, and NaN only
+    where it means "no requests in the window" (a latency quantile); anything else is refused, naming
+    the metric and the scrape job, rather than becoming a proposal."""
+
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError(
+            stack,
+            "--prometheus",
+            prometheus.url,
+            "a Prometheus answering the API's documented shape with possible figures",
+            f"{problem} for metric {metric} from scrape job {', '.join(sorted(jobs))}",
+        )
+
+    try:
+        found = prometheus.query(expr)
+    except ShapeError as error:
+        raise refuse(error.problem) from None
+    values = []
+    for sample in found:
+        if math.isnan(sample.value):
+            if no_requests_is_nan:
+                continue
+            raise refuse("an impossible figure NaN")
+        if math.isinf(sample.value) or sample.value < 0:
+            raise refuse(f"an impossible figure {sample.value:g}")
+        values.append(sample)
+    return values
+
+
 def _value(
     stack: str,
     prometheus: PrometheusLike,
@@ -166,14 +198,16 @@ def _value(
     hint: str,
 ) -> tuple[float, float]:
     """The single value of a load query and its timestamp; refused when Prometheus has nothing."""
-    found = [s for s in prometheus.query(expr) if not math.isnan(s.value)]
+    found = _samples(stack, prometheus, expr, metric, jobs, no_requests_is_nan=False)
     if not found:
         raise _no_data(stack, prometheus.url, metric, jobs, plan.settings.namespace, w.text, hint)
     return found[0].value, found[0].timestamp
 
 
-def _peak_or_none(prometheus: PrometheusLike, expr: str) -> float | None:
-    found = [s.value for s in prometheus.query(expr) if not math.isnan(s.value)]
+def _peak_or_none(
+    stack: str, prometheus: PrometheusLike, expr: str, metric: str, job: str, no_requests_is_nan: bool
+) -> float | None:
+    found = [s.value for s in _samples(stack, prometheus, expr, metric, [job], no_requests_is_nan)]
     return max(found) if found else None
 
 
@@ -192,6 +226,7 @@ def event_writers(plan: Plan) -> tuple[Workload, ...]:
 
 def measure(stack: str, plan: Plan, prometheus: PrometheusLike, window_text: str) -> Measured:
     """Every figure and target over the window, each as its peak."""
+    read_window(stack, window_text, 0)  # a malformed window is refused before any request
     window = read_window(stack, window_text, scrape_interval(stack, plan, prometheus))
     namespace = plan.settings.namespace
     queries: dict[str, str] = {}
@@ -223,9 +258,12 @@ def measure(stack: str, plan: Plan, prometheus: PrometheusLike, window_text: str
         servers = max(known - 1, 0)
     classes = []
     for workload in plan.workloads:
-        up = _peak_or_none(prometheus, promql.processes_up(workload, namespace))
+        job = promql.scrape_job(workload)
+        up = _peak_or_none(stack, prometheus, promql.processes_up(workload, namespace), "up", job, False)
         readings = tuple(
-            Reading(t, _peak_or_none(prometheus, peak(t.expr))) for t in targets(workload, namespace, window.rate_range)
+            # A latency quantile over a window with no requests is NaN: shown as "no requests", not refused.
+            Reading(t, _peak_or_none(stack, prometheus, peak(t.expr), t.metric, job, t.unit == "seconds"))
+            for t in targets(workload, namespace, window.rate_range)
         )
         classes.append(ClassReading(workload.part, int(up or 0), readings))
     return Measured(window, at, ccu, messages, servers, tuple(classes), queries)

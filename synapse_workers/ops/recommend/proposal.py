@@ -13,12 +13,15 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
+from synapse_workers.kube.budget import check_budget
+from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.load_figures import BY_KEY, LOAD_FIGURES, in_use
+from synapse_workers.model.settings import load_settings
 from synapse_workers.model.worker_classes import FigureKey, MainProcess
-from synapse_workers.ops.overrides import LoadChange, apply, plan_with_flags
+from synapse_workers.ops.overrides import LoadChange, apply, name_flag
 from synapse_workers.ops.recommend.measure import Measured, Reading, last_change, rounded
 from synapse_workers.ops.whatif import WhatIf, compare
-from synapse_workers.plan import Plan
+from synapse_workers.plan import Plan, build_plan
 
 Figure = FigureKey
 STEP_RULE = (
@@ -86,6 +89,8 @@ class Recommendation:
     result: WhatIf | None
     reason: str
     last_change: dict[str, Any] | None = field(default=None)
+    refusal: str | None = field(default=None)
+    """Why the proposal does not fit the stack's budget (it is still shown whole, then refused)."""
 
     @property
     def command(self) -> list[str]:
@@ -211,7 +216,16 @@ def recommend(
         result=result,
         reason=_reason(measured, proposals, flags),
         last_change=last_change(stack, history, measured),
+        refusal=_refusal(new),
     )
+
+
+def _refusal(plan: Plan) -> str | None:
+    try:
+        check_budget(plan.settings, plan.budget)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 def _plan_for(
@@ -224,4 +238,8 @@ def _plan_for(
     if change.is_empty():
         return plan
     new_values, named = apply(values, change)
-    return plan_with_flags(stack, new_values, secret_keys, named)
+    try:
+        # Unchecked: a proposal over the budget is shown whole with the refusal, not in its place.
+        return build_plan(load_settings(stack, new_values, secret_keys), enforce_budget=False)
+    except ConfigError as error:
+        raise name_flag(error, named) from None
