@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = "5dbe907a5411d5cad604bb9ab79951e03987ec27"
-"""The quiesce step's routing marker and annotations (#20)."""
+BASELINE = "16a33fdfbf2858fc47e0163c1d2be3086f071ac6"
+"""#19 merged: plan answers before refusing, render lists the files it owns (#19)."""
 REVISION = re.compile(rb"(synapse-workers/revision: )[0-9a-f]{16}")
 
 
