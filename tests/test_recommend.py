@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from synapse_workers.ops.recommend.measure import event_writers, sync_workloads
 from synapse_workers.ops.recommend.proposal import propose, step_for
 from synapse_workers.plan import Plan, build_plan
 from tests.conftest import base_values, pulumi_project
+from tests.prometheus_stub import Behaviour, Server, send
 
 DATA = Path(__file__).parent / "data" / "prometheus"
 STACK = "lab"
@@ -108,41 +108,32 @@ class Answers:
         return EMPTY
 
 
+def answering(answers: Answers) -> Behaviour:
+    """The Prometheus HTTP API's two endpoints `recommend` reads, answered from `answers`."""
+
+    def behaviour(handler: BaseHTTPRequestHandler, _: Server) -> None:
+        url = urllib.parse.urlsplit(handler.path)
+        if url.path == "/api/v1/targets":
+            send(handler, json.dumps(answers.targets).encode())
+        elif url.path == "/api/v1/query":
+            send(handler, json.dumps(answers(urllib.parse.parse_qs(url.query)["query"][0])).encode())
+        else:
+            handler.send_error(404)
+
+    return behaviour
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[[Answers], str]]:
-    servers: list[ThreadingHTTPServer] = []
+    servers: list[Server] = []
 
     def start(answers: Answers) -> str:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                params = urllib.parse.parse_qs(url.query)
-                if url.path == "/api/v1/targets":
-                    body = answers.targets
-                elif url.path == "/api/v1/query":
-                    body = answers(params["query"][0])
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_: Any) -> None:
-                return
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        servers.append(Server(answering(answers)))
+        return servers[-1].url
 
     yield start
     for server in servers:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 def write_stack(root: Path, **overrides: Any) -> Plan:
@@ -453,33 +444,20 @@ def test_a_missing_token_file_is_refused(
 def test_the_bearer_token_is_sent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from synapse_workers.ops.prometheus import Prometheus, PrometheusError  # noqa: PLC0415
 
-    seen: list[str | None] = []
+    def refusing(handler: BaseHTTPRequestHandler, _: Server) -> None:
+        send(handler, json.dumps({"status": "error", "errorType": "bad_data", "error": "nope"}).encode(), 400)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.headers.get("Authorization"))
-            data = json.dumps({"status": "error", "errorType": "bad_data", "error": "nope"}).encode()
-            self.send_response(400)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = Server(refusing)
     try:
         token = tmp_path / "token"
         token.write_text("s3cret\n")
-        client = Prometheus(f"http://127.0.0.1:{server.server_address[1]}", token)
+        client = Prometheus(server.url, token)
         with pytest.raises(PrometheusError) as caught:
             client.query("up")
-        assert seen == ["Bearer s3cret"]
+        assert [authorization for _, authorization in server.requests] == ["Bearer s3cret"]
         assert "bad_data: nope" in str(caught.value)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 # --- scale --from-recommendation -----------------------------------------------------------------------
