@@ -74,7 +74,8 @@ build() { # NAME VERSION TAG : build_NAME DIR fills the root filesystem, pack_ar
   # The recipe hash covers this image's own functions, the helpers they use, the suite and the packer, so
   # changing one image's recipe rebuilds only that image.
   recipe=$({ declare -f "build_$name" "pack_args_$name" rootfs slim add_user static_rootfs
-    echo "$SUITE $MIRROR"; cat "$SCRIPT_DIR/pack-image.py"; } | sha256sum | cut -c1-12)
+    echo "$SUITE $MIRROR"; cat "$SCRIPT_DIR/pack-image.py"
+    if declare -F "inputs_$name" >/dev/null; then "inputs_$name"; fi; } | sha256sum | cut -c1-12)
   out="$IMAGES/$name-$version-$recipe.tar"
   if [ -z "${FORCE_REBUILD:-}" ] && [ -f "$out" ]; then
     log "$tag: cached ($(du -m "$out" | cut -f1) MiB)"
@@ -89,7 +90,8 @@ build() { # NAME VERSION TAG : build_NAME DIR fills the root filesystem, pack_ar
     rm -rf "$dir"
     log "$tag: built in $(elapsed "$t0")s, $(du -m "$out" | cut -f1) MiB"
   fi
-  echo "$tag $out" >>"$LIST_DIR/list.new"
+  { grep -v "^$tag " "$LIST_DIR/list.new" || true; echo "$tag $out"; } >"$LIST_DIR/list.tmp"
+  mv "$LIST_DIR/list.tmp" "$LIST_DIR/list.new"
 }
 
 # --- sandbox (pause) ---------------------------------------------------------------------------------------
@@ -97,6 +99,7 @@ build_pause() {
   [ -x "$REPO_ROOT/.tools/bin/pause" ] || die ".tools/bin/pause is missing: run scripts/node/build-node.sh"
   install -m 0755 "$REPO_ROOT/.tools/bin/pause" "$1/pause"
 }
+inputs_pause() { sha256sum "$REPO_ROOT/.tools/bin/pause"; }
 pack_args_pause() { printf '%s\n' --entrypoint '["/pause"]' --user 65535:65535; }
 
 # --- CoreDNS and metrics-server: the static binaries from build-node.sh and a passwd file, nothing else -----
@@ -109,8 +112,10 @@ static_rootfs() { # DIR BINARY
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$1/etc/group"
 }
 build_coredns() { static_rootfs "$1" coredns; }
+inputs_coredns() { sha256sum "$REPO_ROOT/.tools/bin/coredns"; }   # a rebuilt binary is a new image
 pack_args_coredns() { printf '%s\n' --entrypoint '["/coredns"]' --user 65534:65534; }
 build_metrics_server() { static_rootfs "$1" metrics-server; }
+inputs_metrics_server() { sha256sum "$REPO_ROOT/.tools/bin/metrics-server"; }
 pack_args_metrics_server() { printf '%s\n' --entrypoint '["/metrics-server"]' --user 65534:65534; }
 
 # --- Synapse -----------------------------------------------------------------------------------------------
@@ -181,7 +186,9 @@ build_pgbouncer() {
 pack_args_pgbouncer() { printf '%s\n' --cmd '["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]' --user pgbouncer --port 6432/tcp; }
 
 T0=$(now)
+# A subset run (NODE_IMAGES_ONLY) keeps the other images already listed.
 rm -f "$LIST_DIR/list.new"
+if [ -n "${NODE_IMAGES_ONLY:-}" ] && [ -f "$LIST_DIR/list" ]; then cp "$LIST_DIR/list" "$LIST_DIR/list.new"; else : >"$LIST_DIR/list.new"; fi
 ONLY=${NODE_IMAGES_ONLY:-pause coredns metrics-server haproxy pgbouncer synapse}
 for image in $ONLY; do
   case $image in
