@@ -38,14 +38,21 @@ for c in runc nft iptables openssl curl ip /usr/lib/cni/bridge /usr/lib/cni/host
 done
 [ -f "$TOOLS/node-images/list" ] || die "no images: run scripts/node/build-images.sh (make node-tools)"
 
-# --- a previous run: refuse when it is alive, clean up after it when it was killed -------------------------
+# --- a previous run: refuse when it is up or still starting, clean up after it when it was killed ----------
+# A finished start writes .tools/node/env last; .tools/node/starter names the start script that is (or was)
+# at work. Processes without an env file and without a live starter are the remains of a killed start.
 if [ -f "$PIDS" ]; then
-  while read -r name pid start; do
-    running "$pid" "$start" && die "a node is already running ($name is pid $pid); stop it with make node-down"
-  done <"$PIDS"
+  if [ -f "$STATE/starter" ] && read -r spid sstart <"$STATE/starter" && running "$spid" "$sstart"; then
+    die "a node is being started (node-up.sh is pid $spid); wait for it, or stop it with make node-down"
+  fi
+  if [ -f "$ENV_OUT" ]; then
+    while read -r name pid start; do
+      running "$pid" "$start" && die "a node is already running ($name is pid $pid); stop it with make node-down"
+    done <"$PIDS"
+  fi
 fi
 if [ -e "$ORIG" ] || [ -d "$STATE" ]; then
-  log "a previous run left state behind; cleaning up first"
+  log "a previous run left state behind (killed or failed); cleaning up first"
   bash "$SCRIPT_DIR/node-down.sh"
 fi
 [ ! -e "/sys/class/net/$BRIDGE" ] || die "link $BRIDGE exists but no run recorded it; remove it by hand"
@@ -67,6 +74,7 @@ mkdir -p "$STATE"
   echo "complete"
 } >"$ORIG.tmp"
 mv "$ORIG.tmp" "$ORIG"
+echo "$$ $(awk '{print $22}' /proc/$$/stat)" >"$STATE/starter"
 mkdir -p "$PKI" "$LOGS" "$STATE/etcd" "$STATE/containerd" "$STATE/cni/net.d" "$STATE/cni/ipam" \
   "$STATE/kubelet" "$STATE/pod-logs" "$STATE/volume-plugins" "$STATE/pv" "$STATE/manifests"
 chmod 700 "$STATE/etcd" "$PKI"
