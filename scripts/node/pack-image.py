@@ -48,8 +48,20 @@ def main() -> int:
         # Numeric owners, sorted names and a fixed mtime-free order so one rootfs packs the same way twice;
         # device nodes are left out (the runtime mounts its own /dev).
         subprocess.run(
-            ["tar", "--numeric-owner", "--sort=name", "--xattrs", "--exclude=./dev/*", "--exclude=./proc/*",
-             "--exclude=./sys/*", "-C", a.rootfs, "-cf", layer, "."],
+            [
+                "tar",
+                "--numeric-owner",
+                "--sort=name",
+                "--xattrs",
+                "--exclude=./dev/*",
+                "--exclude=./proc/*",
+                "--exclude=./sys/*",
+                "-C",
+                a.rootfs,
+                "-cf",
+                layer,
+                ".",
+            ],
             check=True,
         )
         layer_digest = sha256_file(layer)
@@ -77,6 +89,7 @@ def main() -> int:
 
         out_tmp = a.out + ".tmp"
         with tarfile.open(out_tmp, "w") as out:
+
             def add_bytes(name: str, data: bytes) -> None:
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
