@@ -88,6 +88,8 @@ build() { # NAME VERSION TAG : build_NAME DIR fills the root filesystem, pack_ar
     mapfile -t args < <("pack_args_$name")
     python3 "$SCRIPT_DIR/pack-image.py" "$dir" "$out" --tag "$tag" "${args[@]}"
     rm -rf "$dir"
+    # Tarballs of this image from older recipes are never used again.
+    find "$IMAGES" -maxdepth 1 -name "$name-$version-*.tar" ! -path "$out" -delete
     log "$tag: built in $(elapsed "$t0")s, $(du -m "$out" | cut -f1) MiB"
   fi
   { grep -v "^$tag " "$LIST_DIR/list.new" || true; echo "$tag $out"; } >"$LIST_DIR/list.tmp"
