@@ -350,7 +350,9 @@ while read -r tag tarball; do
   [ -f "$tarball" ] || die "image tarball $tarball is missing: run scripts/node/build-images.sh"
   "${CTR[@]}" images import --snapshotter overlayfs "$tarball" >>"$LOGS/images.log" 2>&1 ||
     die "importing $tarball failed; see $LOGS/images.log"
-  "${CTR[@]}" images ls -q 2>/dev/null | grep -qxF "$tag" || die "image $tag missing after import"
+  # Listed into a variable first: `ctr ... | grep -q` under pipefail fails at random when grep exits early.
+  listed=$("${CTR[@]}" images ls -q 2>/dev/null)
+  grep -qxF "$tag" <<<"$listed" || die "image $tag missing after import"
 done <"$TOOLS/node-images/list"
 log "imported $(wc -l <"$TOOLS/node-images/list") images"
 
