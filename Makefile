@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= prod
 OUT ?= out/$(STACK)
 
-.PHONY: plan test lint engine cluster-tools cluster cluster-down
+.PHONY: plan test lint engine cluster-tools cluster cluster-down node-tools node node-down
 
 $(VENV)/.run-deps: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,6 +40,19 @@ cluster: cluster-tools
 
 cluster-down:
 	bash scripts/cluster/cluster-down.sh
+
+# A real single-node cluster (kubelet, containerd, CoreDNS, PostgreSQL, Redis) beside the kwok one, running
+# images built here: see README, "A real node". Root only. Cold tools and images about 25 minutes; warm, seconds.
+node-tools: cluster-tools
+	bash scripts/node/node-deps.sh
+	bash scripts/node/build-node.sh
+	bash scripts/node/build-images.sh
+
+node: node-tools
+	bash scripts/node/node-up.sh
+
+node-down:
+	bash scripts/node/node-down.sh
 
 test: lint engine cluster-tools
 	bash scripts/system-deps.sh
