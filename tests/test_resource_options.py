@@ -13,25 +13,34 @@ from synapse_workers.cli.mock_runtime import run_program
 from synapse_workers.kube.quiesce import MARKER_PREFIX, ROUTING_ANNOTATION
 from tests.conftest import base_values
 
+Registered = dict[tuple[str, str], tuple[dict[str, Any], pulumi.ResourceOptions]]
 
-@pytest.fixture(scope="module")
-def options() -> dict[tuple[str, str], pulumi.ResourceOptions]:
-    """Every Kubernetes resource the program creates, by (kind, name), with the options it was given."""
-    seen: dict[tuple[str, str], pulumi.ResourceOptions] = {}
+
+def registrations(values: dict[str, str]) -> Registered:
+    """Every Kubernetes resource the program creates for `values`, by (kind, name): its manifest and the
+    options it was given."""
+    seen: Registered = {}
     original = kube.create
 
     def recording(
         logical_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any
     ) -> pulumi.CustomResource:
-        seen[(manifest["kind"], manifest["metadata"]["name"])] = opts
+        seen[(manifest["kind"], manifest["metadata"]["name"])] = (manifest, opts)
         return original(logical_name, manifest, opts, **extra)
 
     kube.create = recording
     try:
-        run_program("prod", base_values(ccu="5000", federation={"enabled": True, "servers": 120}))
+        run_program("prod", values)
     finally:
         kube.create = original
     return seen
+
+
+@pytest.fixture(scope="module")
+def options() -> dict[tuple[str, str], pulumi.ResourceOptions]:
+    """Every Kubernetes resource the program creates, by (kind, name), with the options it was given."""
+    found = registrations(base_values(ccu="5000", federation={"enabled": True, "servers": 120}))
+    return {key: opts for key, (_, opts) in found.items()}
 
 
 def _depends_on_names(opts: pulumi.ResourceOptions) -> set[str]:
@@ -99,20 +108,9 @@ def test_config_check_waits_for_the_config(options: dict[Any, pulumi.ResourceOpt
 def test_monitoring_objects_wait_for_the_config_component() -> None:
     """A component's options do not reach its children: each ServiceMonitor must carry the dependency
     itself, or it can be created before the namespace it lives in."""
-    seen: dict[tuple[str, str], pulumi.ResourceOptions] = {}
-    original = kube.create
-
-    def recording(
-        logical_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any
-    ) -> pulumi.CustomResource:
-        seen[(manifest["kind"], manifest["metadata"]["name"])] = opts
-        return original(logical_name, manifest, opts, **extra)
-
-    kube.create = recording
-    try:
-        run_program("prod", base_values(ccu="5000", monitoring={"enabled": True}))
-    finally:
-        kube.create = original
+    seen = {
+        key: opts for key, (_, opts) in registrations(base_values(ccu="5000", monitoring={"enabled": True})).items()
+    }
     monitored = [opts for (kind, _), opts in seen.items() if kind in ("ServiceMonitor", "PrometheusRule")]
     assert len(monitored) == 10  # main and the eight guide classes without federation, and the rule
     for opts in monitored:
@@ -134,20 +132,7 @@ def test_every_synapse_workload_names_the_routing_marker_which_is_replaced_delet
     """The quiesce step's wiring (kube/quiesce.py): the marker waits for the config check (a config
     Synapse refuses stops nothing), is replaced delete-first, and every Synapse workload object takes its
     name from the marker resource, so Pulumi deletes them all before it."""
-    seen: dict[tuple[str, str], tuple[dict[str, Any], pulumi.ResourceOptions]] = {}
-    original = kube.create
-
-    def recording(
-        logical_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any
-    ) -> pulumi.CustomResource:
-        seen[(manifest["kind"], manifest["metadata"]["name"])] = (manifest, opts)
-        return original(logical_name, manifest, opts, **extra)
-
-    kube.create = recording
-    try:
-        run_program("prod", base_values(ccu="5000"))
-    finally:
-        kube.create = original
+    seen = registrations(base_values(ccu="5000"))
     (marker_key,) = [k for k in seen if k[0] == "ConfigMap" and k[1].startswith(MARKER_PREFIX)]
     marker, marker_opts = seen[marker_key]
     assert marker_opts.delete_before_replace is True

@@ -104,6 +104,21 @@ class ClassSize:
     """Those of the notes that depart from the guide, which the plan also lists on their own."""
 
 
+def _not_deployed(spec: WorkerClass, formula: int, notes: tuple[str, ...]) -> ClassSize:
+    """A class that runs no pod; the plan still shows what its formula would give, and why."""
+    return ClassSize(
+        spec=spec,
+        deployed=False,
+        replicas=0,
+        min_replicas=None,
+        max_replicas=None,
+        guide_value=formula,
+        formula_value=formula,
+        table_value=0,
+        notes=notes,
+    )
+
+
 def _guide(settings: Settings, spec: WorkerClass, figure: Fraction) -> int:
     if settings.sizing == "guide-table":
         return table_replicas(spec, figure)
@@ -134,17 +149,7 @@ def _size_beyond_guide(settings: Settings, load: Load, spec: WorkerClass) -> Cla
     formula = 1 if spec.exactly_one else formula_replicas(spec, load.figure(spec))
     off = _off_notes(settings, spec)
     if off is not None:
-        return ClassSize(
-            spec=spec,
-            deployed=False,
-            replicas=0,
-            min_replicas=None,
-            max_replicas=None,
-            guide_value=formula,
-            formula_value=formula,
-            table_value=0,
-            notes=off,
-        )
+        return _not_deployed(spec, formula, off)
     notes: list[str] = []
     replicas = max(formula, 1 if spec.exactly_one else HA_FLOOR)
     if spec.exactly_one:
@@ -176,17 +181,7 @@ def size_class(settings: Settings, load: Load, spec: WorkerClass) -> ClassSize:
     table = table_replicas(spec, figure)
     guide = table if settings.sizing == "guide-table" else formula
     if spec.needs_federation and not load.federation_enabled:
-        return ClassSize(
-            spec=spec,
-            deployed=False,
-            replicas=0,
-            min_replicas=None,
-            max_replicas=None,
-            guide_value=0,
-            formula_value=0,
-            table_value=0,
-            notes=("not deployed: federation is disabled",),
-        )
+        return _not_deployed(spec, 0, ("not deployed: federation is disabled",))
 
     notes: list[str] = []
     replicas = max(HA_FLOOR, guide)
