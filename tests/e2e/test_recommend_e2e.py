@@ -265,12 +265,23 @@ def test_recommend_measures_the_load_driven_through_the_router(
     # The step rule, worked by hand for these figures: the stack says 100 CCU (a tenth is 10, so the
     # step is 10): 12 users round up to 20, two steps or more below 100, so down to 20. Messages: the
     # stack's rate is estimated at 10/s for 100 CCU (step 1): the measured peak rounds up to the next
-    # whole number, at least a step above 10, so up. Servers: 0 rounds up to the minimum of 1 = no change.
+    # whole number; up when that is at least a step above 10, down when at least two below, else no
+    # change. Which one follows from what the senders achieved, not from what they aimed at (SEND_RATE):
+    # a slow machine that reaches less than 10/s must get "down", and the test says so rather than fail.
+    # Servers: 0 rounds up to the minimum of 1 = no change.
     changes = recommended["changes"]
     assert changes["ccu"] == {"from": 100, "to": 20, "step": 10, "change": "down"}
     assert changes["messagesPerSecond"]["from"] == 10 and changes["messagesPerSecond"]["step"] == 1
-    assert changes["messagesPerSecond"]["to"] == math.ceil(measured["messagesPerSecond"])
-    assert changes["messagesPerSecond"]["change"] == "up"
+    rounded_peak = math.ceil(measured["messagesPerSecond"])
+    expected = "up" if rounded_peak >= 10 + 1 else "down" if rounded_peak <= 10 - 2 else "none"
+    assert changes["messagesPerSecond"]["change"] == expected, (changes, measured["messagesPerSecond"])
+    assert changes["messagesPerSecond"]["to"] == (10 if expected == "none" else rounded_peak)
+    record_property("achieved_messages_per_second", round(driven_peak, 2))
+    if expected != "up":
+        print(
+            f"\nnote: the senders achieved {driven_peak:.1f} msg/s of the {SEND_RATE:g} aimed at (this machine "
+            f"was too slow to push the stack's 10/s estimate up); recommend proposed {expected}, as it should"
+        )
     assert changes["federatedServers"] == {"from": 1, "to": 1, "step": 1, "change": "none"}
     assert recommended["rule"] == STEP_RULE
 
@@ -301,7 +312,10 @@ def test_recommend_measures_the_load_driven_through_the_router(
     command = document["command"]
     assert command[:4] == ["synapse-workers", "scale", "--stack", STACK]
     assert command[command.index("--ccu") + 1] == "20"
-    assert command[command.index("--messages-per-second") + 1] == str(changes["messagesPerSecond"]["to"])
+    if expected == "none":
+        assert "--messages-per-second" not in command
+    else:
+        assert command[command.index("--messages-per-second") + 1] == str(changes["messagesPerSecond"]["to"])
     assert "--federated-servers" not in command
     reason = command[command.index("--reason") + 1]
     assert f"{SYNCING_USERS} users syncing" in reason and f"{measured['messagesPerSecond']:.1f} msg/s" in reason
@@ -325,7 +339,7 @@ def test_recommend_measures_the_load_driven_through_the_router(
     assert code == 0, err
     values, _ = read_stack_file(STACK, project / f"Pulumi.{STACK}.yaml")
     assert values["synapse:ccu"] == "20"
-    assert values["synapse:messagesPerSecond"] == str(changes["messagesPerSecond"]["to"])
+    assert values.get("synapse:messagesPerSecond") == (None if expected == "none" else str(rounded_peak))
     (record,) = yaml.safe_load((project / "scaling-history.yaml").read_text())
     assert record["reason"] == reason
     assert record["measured"]["ccu"] == SYNCING_USERS

@@ -335,4 +335,4 @@ def test_the_same_topology_without_pgbouncer_is_refused(loopback: Loopback) -> N
         topology_settings(loopback, persisters=2, pooler={"enabled": False})
     assert caught.value.key == "synapse:postgres.maxConnections"
     assert f"synapse:postgres.maxConnections = {MAX_CONNECTIONS} is not allowed" in str(caught.value)
-    assert "over the limit of 30" in str(caught.value)
+    assert "over the limit of 45" in str(caught.value)

@@ -51,9 +51,10 @@ TEST_ONLY: dict[str, Any] = {
 }
 
 
-POOLER = {"enabled": True, "replicas": 1, "poolSize": 7}
-"""One PgBouncer (two during its rollout) x 7 = 14 server connections, plus main's 10 and the background
-worker's 5 direct ones (session state): 29 of the 30 that max_connections 40 less 10 reserved allows."""
+POOLER = {"enabled": True, "replicas": 1, "poolSize": 15}
+"""One PgBouncer (two during its rollout) x 15 = 30 server connections, plus main's 10 and the background
+worker's 5 direct ones (session state): the 45 that max_connections 55 less 10 reserved allows. A pool
+of 15, as before main went direct: the driven load of the recommend e2e needs it."""
 
 
 BEYOND_GUIDE = tuple(c.name for c in WORKER_CLASSES if c.beyond_guide)
