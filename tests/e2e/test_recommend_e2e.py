@@ -276,12 +276,6 @@ def test_recommend_measures_the_load_driven_through_the_router(
     expected = "up" if rounded_peak >= 10 + 1 else "down" if rounded_peak <= 10 - 2 else "none"
     assert changes["messagesPerSecond"]["change"] == expected, (changes, measured["messagesPerSecond"])
     assert changes["messagesPerSecond"]["to"] == (10 if expected == "none" else rounded_peak)
-    record_property("achieved_messages_per_second", round(driven_peak, 2))
-    if expected != "up":
-        print(
-            f"\nnote: the senders achieved {driven_peak:.1f} msg/s of the {SEND_RATE:g} aimed at (this machine "
-            f"was too slow to push the stack's 10/s estimate up); recommend proposed {expected}, as it should"
-        )
     assert changes["federatedServers"] == {"from": 1, "to": 1, "step": 1, "change": "none"}
     assert recommended["rule"] == STEP_RULE
 
@@ -364,6 +358,8 @@ def test_recommend_measures_the_load_driven_through_the_router(
         "driven_mean_rate": round(driven_mean, 2),
         "driven_peak_rate": round(driven_peak, 2),
         "measured_rate": measured["messagesPerSecond"],
+        # "down" or "none" here says this machine was too slow to push the stack's 10/s estimate up.
+        "messages_proposal": expected,
         "instant_rate_after_load": round(instant, 2),
         "rate_range": measured["rateRange"],
         "flags": sorted(f"{c}:{t}" for c, t in flagged),
