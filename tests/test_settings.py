@@ -89,6 +89,16 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "federation.enabled is false",
     ),
     ("sizing unknown", {"sizing": "vibes"}, "synapse:sizing", "formula or guide-table"),
+    ("node of zero cpu", {"capacity": {"node": {"cpu": "0"}}}, "synapse:capacity.node.cpu", "at least 100m"),
+    (
+        "node of no memory",
+        {"capacity": {"node": {"memory": "0Mi"}}},
+        "synapse:capacity.node.memory",
+        "at least 256Mi",
+    ),
+    ("server name port too large", {"serverName": "example.org:70000"}, "synapse:serverName", "1 to 65535"),
+    ("server name port zero", {"serverName": "example.org:0"}, "synapse:serverName", "1 to 65535"),
+    ("staging gate names its own stack", {"stagingGate": "prod"}, "synapse:stagingGate", "another stack"),
     ("upload size in MB", {"media": {"maxUploadSize": "50MB"}}, "synapse:media.maxUploadSize", "K, M, G or T"),
     ("upload size zero", {"media": {"maxUploadSize": "0"}}, "synapse:media.maxUploadSize", "such as 50M"),
     (

@@ -562,6 +562,41 @@ def _check_secrets(settings: Settings) -> None:
         )
 
 
+def _check_capacity(settings: Settings) -> None:
+    """A node of zero CPU or memory would divide the budget's node count by zero; one smaller than a
+    single process's request could hold no pod at all."""
+    node = settings.capacity.node
+    for field, value, smallest in (("cpu", node.cpu, "100m"), ("memory", node.memory, "256Mi")):
+        if quantity(value) < quantity(smallest):
+            raise ConfigError(
+                settings.stack,
+                f"{NAMESPACE}:capacity.node.{field}",
+                value,
+                f"at least {smallest} (the smallest request of any Synapse process), as allocatable per node",
+                "too small for any pod",
+            )
+
+
+def _check_server_name(settings: Settings) -> None:
+    _, sep, port = settings.server_name.partition(":")
+    if sep and not 1 <= int(port) <= 65535:
+        raise ConfigError(
+            settings.stack, f"{NAMESPACE}:serverName", settings.server_name, "a port from 1 to 65535", "no such port"
+        )
+
+
+def _check_staging_gate(settings: Settings) -> None:
+    gate = settings.staging_gate
+    if gate == settings.stack:
+        raise ConfigError(
+            settings.stack,
+            f"{NAMESPACE}:stagingGate",
+            gate,
+            "another stack (or org/project/stack) that deploys first",
+            "a stack cannot wait for itself: the gate could never pass",
+        )
+
+
 def _check_resources(settings: Settings) -> None:
     """A request above its limit is refused here: Kubernetes would refuse the whole workload at apply time."""
     for process in PROCESSES:
@@ -580,7 +615,16 @@ def _check_resources(settings: Settings) -> None:
                 )
 
 
-CHECKS = (_check_federation, _check_pools, _check_pins, _check_secrets, _check_resources)
+CHECKS = (
+    _check_federation,
+    _check_pools,
+    _check_pins,
+    _check_secrets,
+    _check_resources,
+    _check_capacity,
+    _check_server_name,
+    _check_staging_gate,
+)
 """The checks that span several keys, in the order their errors win: each refuses in one line."""
 
 
