@@ -89,7 +89,9 @@ class Budget:
     @property
     def direct_connections(self) -> Span:
         """Connections Synapse's processes open to PostgreSQL itself: all of them without PgBouncer."""
-        return self.client_connections + self.pooled_connections.times(-1)
+        if self.pooler_pods is None:
+            return self.client_connections
+        return sum((c.connections for c in self.synapse_connections if c.direct), ZERO)
 
     @property
     def direct_parts(self) -> tuple[str, ...]:
