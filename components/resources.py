@@ -73,7 +73,8 @@ def _depends_on(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
 
 
 class ConfigCheck(Component):
-    """The check-config Job; workloads depend on it, and pulumi-kubernetes waits for Jobs to complete."""
+    """The check-config Job, then the schema Job (kube/schema.py); workloads depend on both, and
+    pulumi-kubernetes waits for Jobs to complete."""
 
     def __init__(
         self,
@@ -95,7 +96,17 @@ class ConfigCheck(Component):
             delete_before_replace=True if secret_version is not None else None,
         )
         self.job = kube.create("synapse-config-check", job, job_opts)
-        self.register_outputs({"job": job["metadata"]["name"]})
+        schema = plan.schema()
+        schema_opts = pulumi.ResourceOptions(
+            parent=self,
+            depends_on=[*after, self.job],
+            replacement_trigger=secret_version,
+            delete_before_replace=True if secret_version is not None else None,
+            # An upgrade's schema deltas on a large database may outlast the provider's ten minutes.
+            custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m"),
+        )
+        self.schema = kube.create("synapse-schema", schema, schema_opts)
+        self.register_outputs({"job": job["metadata"]["name"], "schema": schema["metadata"]["name"]})
 
 
 def _name_of(metadata: object) -> str:

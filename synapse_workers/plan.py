@@ -16,6 +16,7 @@ from synapse_workers.kube.pooler import pooler_manifests
 from synapse_workers.kube.quiesce import routing_marker
 from synapse_workers.kube.rollout import rules_for
 from synapse_workers.kube.router import pods_services, router_manifests
+from synapse_workers.kube.schema import schema_job
 from synapse_workers.kube.workload import Workload
 from synapse_workers.model.settings import Settings
 from synapse_workers.model.sizing import ClassSize, Load, Phase, phase_of, size_all
@@ -63,11 +64,15 @@ class Plan:
         """The Job every workload waits for: real Synapse loading every part's new config."""
         return config_check_job(self.settings, self.shared, [w.config for w in self.workloads])
 
+    def schema(self) -> k8s.Manifest:
+        """The Job after the check and before the first stage: the schema brought up to the image's Synapse."""
+        return schema_job(self.settings, self.shared, self.workload(MAIN.name).config)
+
     def manifests(self) -> tuple[k8s.Manifest, ...]:
         return (
             self.base_manifests
             + self.configmaps()
-            + (self.config_check(), self.routing_marker)
+            + (self.config_check(), self.schema(), self.routing_marker)
             + self.pooler_manifests
             + tuple(m for w in self.workloads for m in w.manifests)
             + self.router_manifests

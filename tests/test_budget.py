@@ -34,14 +34,15 @@ def span(low: float, high: float) -> Span:
 
 
 # Per process cp_max: main 10, synchrotron 5, generic-worker 5, event-persister 10, media 3, typing 2,
-# to-device 3, receipts 3, presence 3.
+# to-device 3, receipts 3, presence 3. The schema Job's one connection counts at the maximum only.
+SCHEMA = 1
 AT_MINIMUM = 10 + 2 * 5 + 2 * 5 + 2 * 10 + 2 * 3 + 2 + 3 + 2 * 3 + 3
-AT_MAXIMUM = 10 + 5 * 5 + 5 * 5 + 2 * 10 + 2 * 3 + 2 + 3 + 2 * 3 + 3
+AT_MAXIMUM = 10 + 5 * 5 + 5 * 5 + 2 * 10 + 2 * 3 + 2 + 3 + 2 * 3 + 3 + SCHEMA
 
 
 def test_connections_cpu_and_memory_by_hand() -> None:
     budget = plan_500().budget
-    assert (AT_MINIMUM, AT_MAXIMUM) == (70, 100)
+    assert (AT_MINIMUM, AT_MAXIMUM) == (70, 101)
     assert budget.postgres_connections == span(AT_MINIMUM, AT_MAXIMUM)
     assert budget.client_connections == budget.postgres_connections  # no pooler: Synapse talks to PostgreSQL
     assert budget.postgres_limit == 200 - 10
@@ -68,14 +69,14 @@ def test_a_stack_over_the_limit_is_refused_with_the_three_heaviest_classes() -> 
     message = str(caught.value)
     assert caught.value.key == "synapse:postgres.maxConnections"
     assert message.startswith("stack 'test': synapse:postgres.maxConnections = 100 is not allowed")
-    assert "may open 100 connections, over the limit of 90" in message
+    assert "may open 101 connections, over the limit of 90" in message
     assert "most: synchrotron 25 (5 x 5), generic-worker 25 (5 x 5), event-persister 20 (2 x 10)" in message
-    assert "at least 110" in message and "pooler.enabled" in message and "cpMax" in message
+    assert "at least 111" in message and "pooler.enabled" in message and "cpMax" in message
     assert "\n" not in message
 
 
 def test_exactly_at_the_limit_passes() -> None:
-    assert plan_500({"maxConnections": 110}).budget.postgres_connections.at_maximum == 100
+    assert plan_500({"maxConnections": 111}).budget.postgres_connections.at_maximum == 101
 
 
 def test_per_class_pools_reach_the_config_and_the_budget() -> None:
@@ -101,9 +102,9 @@ which need session state (no background worker at 500 CCU)."""
 def test_pooled_budget_counts_pgbouncer_pools_not_synapse_pools() -> None:
     budget = plan_500(POOLED).budget
     assert budget.client_connections == span(AT_MINIMUM, AT_MAXIMUM)  # over the limit of 90, but to PgBouncer
-    assert budget.pooled_connections == span(AT_MINIMUM - MAIN_DIRECT, AT_MAXIMUM - MAIN_DIRECT)
-    assert budget.direct_connections == span(MAIN_DIRECT, MAIN_DIRECT)
-    assert budget.postgres_connections == span(2 * 20 + MAIN_DIRECT, 3 * 20 + MAIN_DIRECT)
+    assert budget.pooled_connections == span(AT_MINIMUM - MAIN_DIRECT, AT_MAXIMUM - MAIN_DIRECT - SCHEMA)
+    assert budget.direct_connections == span(MAIN_DIRECT, MAIN_DIRECT + SCHEMA)
+    assert budget.postgres_connections == span(2 * 20 + MAIN_DIRECT, 3 * 20 + MAIN_DIRECT + SCHEMA)
     assert budget.cpu_requests.at_minimum == Decimal("5.7") + 2 * Decimal("0.25")
 
 
@@ -112,15 +113,15 @@ def test_pooled_over_the_limit_names_pool_size() -> None:
         plan_500({**POOLED, "pooler": {"enabled": True, "replicas": 2, "poolSize": 40}})
     assert caught.value.key == "synapse:postgres.pooler.poolSize"
     text = str(caught.value)
-    assert "3 PgBouncer pods during a rollout x 40 + 10 direct = 130 connections, over the limit of 90" in text
-    assert "at most 26 (PgBouncer pods x poolSize, plus the 10 direct connections of main," in text
+    assert "3 PgBouncer pods during a rollout x 40 + 11 direct = 131 connections, over the limit of 90" in text
+    assert "at most 26 (PgBouncer pods x poolSize, plus the 11 direct connections of main, schema," in text
 
 
 def test_pgbouncer_client_limit_is_checked() -> None:
     with pytest.raises(ConfigError) as caught:
         plan_500({**POOLED, "pooler": {**POOLED["pooler"], "maxClientConnections": 89}})  # type: ignore[dict-item]
     assert caught.value.key == "synapse:postgres.pooler.maxClientConnections"
-    assert f"at least {AT_MAXIMUM - MAIN_DIRECT}" in str(caught.value)  # main's own reach PostgreSQL
+    assert f"at least {AT_MAXIMUM - MAIN_DIRECT - SCHEMA}" in str(caught.value)  # main's own reach PostgreSQL
     plan_500({**POOLED, "pooler": {**POOLED["pooler"], "maxClientConnections": 90}})  # type: ignore[dict-item]
 
 
@@ -210,8 +211,8 @@ def test_the_background_worker_connects_to_postgres_itself_beside_pgbouncer() ->
         w.part for w in plan.workloads if yaml.safe_load(w.config.text)["database"]["args"]["host"] == "pg.example.org"
     }
     assert direct == {"main", "background-worker"}
-    assert plan.budget.direct_connections == span(10 + 5, 10 + 5)
-    assert "plus 15 -> 15 direct from main, background-worker (session state)" in "\n".join(
+    assert plan.budget.direct_connections == span(10 + 5, 10 + 5 + SCHEMA)
+    assert "plus 15 -> 16 direct from main, background-worker, schema (session state)" in "\n".join(
         budget_lines(plan.settings, plan.budget)
     )
 

@@ -261,8 +261,9 @@ def test_plan_shows_the_budget_and_what_if_shows_it_before_and_after() -> None:
     table = cli("plan", "--stack", "prod")
     assert table.returncode == 0, table.stderr
     assert "Budget (at the HPA minimums -> at the HPA maximums during a rollout):" in table.stdout
-    # 2 PgBouncer pods (+1 in a rollout) x 100, plus main (10) and the background worker (5) directly.
-    assert "PostgreSQL connections: 215 -> 315 of 490 allowed" in table.stdout
+    # 2 PgBouncer pods (+1 in a rollout) x 100, plus main (10) and the background worker (5) directly,
+    # and at the maximum the schema Job's one.
+    assert "PostgreSQL connections: 215 -> 316 of 490 allowed" in table.stdout
     done = cli("plan", "--stack", "prod", "--to-ccu", "25000", "--json")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)

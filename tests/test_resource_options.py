@@ -6,6 +6,7 @@ from typing import Any
 
 import pulumi
 import pytest
+from pulumi_kubernetes.batch.v1 import Job
 
 from components import registration as kube
 from components.resources import Component
@@ -100,9 +101,30 @@ def test_rollout_order_config_then_writers_then_main_then_readers(options: dict[
         assert _depends_on_names(options[(kind, name)]) == CONFIG | {"synapse-main"} | writers, name
 
 
+def _job(options: dict[Any, pulumi.ResourceOptions], prefix: str) -> pulumi.ResourceOptions:
+    (found,) = [opts for (kind, name), opts in options.items() if kind == "Job" and name.startswith(prefix)]
+    return found
+
+
 def test_config_check_waits_for_the_config(options: dict[Any, pulumi.ResourceOptions]) -> None:
-    job = next(opts for (kind, _), opts in options.items() if kind == "Job")
-    assert _depends_on_names(job) == {"synapse-config"}
+    assert _depends_on_names(_job(options, "synapse-config-check-")) == {"synapse-config"}
+
+
+def test_the_schema_job_runs_after_the_check_and_before_every_stage(options: dict[Any, pulumi.ResourceOptions]) -> None:
+    """A config Synapse refuses never reaches the database; the first stage (the stream writers, which refuse
+    an unprepared schema) waits for the schema, as every stage depends on the check's component and a
+    component dependency waits for all of its children."""
+    schema = _job(options, "synapse-schema-")
+    deps = schema.depends_on
+    assert isinstance(deps, list)
+    jobs = [d for d in deps if isinstance(d, pulumi.CustomResource)]
+    assert len(jobs) == 1 and isinstance(jobs[0], Job)  # the check's Job, the schema's only other sibling
+    components = {d.logical_name for d in deps if isinstance(d, Component)}
+    assert components == {"synapse-config"}
+    assert isinstance(schema.parent, Component) and schema.parent.logical_name == "synapse-config-check"
+    assert _job(options, "synapse-config-check-").parent is schema.parent
+    assert schema.custom_timeouts is not None and schema.custom_timeouts.create == "60m"
+    assert "synapse-config-check" in _depends_on_names(options[("StatefulSet", "synapse-event-persister")])
 
 
 def test_monitoring_objects_wait_for_the_config_component() -> None:

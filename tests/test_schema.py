@@ -110,7 +110,7 @@ def expected_kinds(plan: Plan) -> Counter[str]:
             "NetworkPolicy": len(network_policies(settings)),
             # shared, main, one per deployed class, the router's, PgBouncer's, the routing marker
             "ConfigMap": 2 + len(deployed) + 1 + pooled + 1,
-            "Job": 1,  # the config check
+            "Job": 2,  # the config check, the schema preparation
             "StatefulSet": 1 + len(stateful),  # main and each stateful class
             "Deployment": len(autoscaled) + 1 + pooled,  # autoscaled classes, the router, PgBouncer
             # one per workload, one ready-pods Service per autoscaled class, the router's, PgBouncer's

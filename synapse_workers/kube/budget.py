@@ -10,7 +10,9 @@ Connections are counted where PostgreSQL feels them. Each Synapse process opens 
 `cp_max` (Twisted's adbapi keeps one connection per pool thread). Without a pooler those reach the
 server directly; with PgBouncer the server sees each PgBouncer pod's pool, Synapse's pooled
 connections end at PgBouncer, and the processes that need session state (main, the background worker:
-`session_database` in the class table) still reach the server directly, beside the pools.
+`session_database` in the class table) still reach the server directly, beside the pools. The schema
+Job (kube/schema.py) holds one direct connection at the start of an update, while the previous
+revision still runs; it is counted at the maximum.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from synapse_workers.kube.manifests import Manifest
+from synapse_workers.kube.schema import SCHEMA_COMPONENT, SCHEMA_CONNECTIONS
 from synapse_workers.kube.workload import Workload
 from synapse_workers.model.config_types import quantity
 from synapse_workers.model.errors import ConfigError
@@ -61,7 +64,7 @@ class ClassConnections:
 @dataclass(frozen=True)
 class Budget:
     synapse_connections: tuple[ClassConnections, ...]
-    """Per workload (main first): processes and the connections their pools may open."""
+    """Per workload (main first, the schema Job last): processes and the connections their pools may open."""
     pooler_pods: Span | None
     """PgBouncer pods, when the stack runs PgBouncer."""
     pool_size: int
@@ -162,10 +165,14 @@ def compute_budget(
             for resource in ("cpu", "memory"):
                 key = (field, resource)
                 spans[key] = spans.get(key, ZERO) + count.times(_per_pod(_workload(objects), field, resource))
+    schema = ClassConnections(SCHEMA_COMPONENT, SCHEMA_CONNECTIONS, Span(Decimal(0), Decimal(1)), direct=True)
     return Budget(
-        synapse_connections=tuple(
-            ClassConnections(w.part, settings.db_pool(w.spec).cp_max, pods(w.manifests), w.spec.session_database)
-            for w in workloads
+        synapse_connections=(
+            *(
+                ClassConnections(w.part, settings.db_pool(w.spec).cp_max, pods(w.manifests), w.spec.session_database)
+                for w in workloads
+            ),
+            schema,
         ),
         pooler_pods=pods(pooler) if pooler else None,
         pool_size=settings.postgres.pooler.pool_size,

@@ -4,8 +4,7 @@ The Job runs the deployment's own image and loads main's and every worker class'
 Synapse's own loader (`python -m synapse.config`), so a config Synapse rejects stops `pulumi up` with
 Synapse's message and restarts nothing: every workload depends on this Job, and pulumi-kubernetes waits
 for a Job to complete. It is named after the config's content, so it runs again exactly when the config
-changes
-(or the image does).
+changes (or the image does).
 """
 
 from __future__ import annotations
@@ -13,17 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from synapse_workers.kube import manifests as k8s
+from synapse_workers.kube.jobs import job, one_shot
 from synapse_workers.model.settings import Settings
 from synapse_workers.model.worker_classes import MAIN, Resources
 from synapse_workers.synapse.config_files import (
     CLASS_FILE,
-    MEDIA_DIR,
     SECRETS_DIR,
     SHARED_FILE,
     WORKER_NAME_DIR,
     WORKER_NAME_FILE,
     ConfigFile,
-    canonical_json,
     content_hash,
 )
 
@@ -60,11 +58,7 @@ def config_check_job(settings: Settings, shared: ConfigFile, files: list[ConfigF
     )
     pod = template["spec"]
     container = pod["containers"][0]
-    container["command"] = ["/bin/sh", "-c", check_script(parts)]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        container.pop(probe)
-    container.pop("ports")
-    mounts: list[dict[str, Any]] = [m for m in container["volumeMounts"] if m["name"] not in ("config-class",)]
+    mounts: list[dict[str, Any]] = [m for m in container["volumeMounts"] if m["name"] != "config-class"]
     volumes: list[dict[str, Any]] = [v for v in pod["volumes"] if v["name"] != "config-class"]
     for f in files:
         mounts.append({"name": f"config-{f.part}", "mountPath": _class_dir(f.part), "readOnly": True})
@@ -74,20 +68,10 @@ def config_check_job(settings: Settings, shared: ConfigFile, files: list[ConfigF
                 "configMap": {"name": f.configmap_name, "items": [{"key": "class.yaml", "path": "class.yaml"}]},
             }
         )
-    # Media workers create their store directory while loading config; an empty one does for the check.
-    mounts.append({"name": "media-check", "mountPath": MEDIA_DIR})
-    volumes.append({"name": "media-check", "emptyDir": {"sizeLimit": "1Mi"}})
     container["volumeMounts"] = mounts
     pod["volumes"] = volumes
-    pod["restartPolicy"] = "Never"
+    one_shot(template, check_script(parts))
     assert any(m["mountPath"] == SECRETS_DIR for m in mounts) and any(m["mountPath"] == WORKER_NAME_DIR for m in mounts)
     template["metadata"]["annotations"] = {k8s.CONFIG_DIGEST_ANNOTATION: digest}
-    # Named after everything it runs (config and image): a Job's template is immutable, and a new Synapse
-    # version must check the config again too.
-    name = f"synapse-config-check-{content_hash(canonical_json(template))}"
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": k8s.metadata(settings, name, CHECK_COMPONENT),
-        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 600, "template": template},
-    }
+    # A new Synapse version must check the config again too: the name covers the image.
+    return job(settings, "synapse-config-check", CHECK_COMPONENT, template, deadline=600)

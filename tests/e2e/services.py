@@ -25,7 +25,7 @@ import psycopg2
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 START_MARKER = "=== e2e: starting"
 APT_PACKAGES = ("postgresql-15", "redis-server", "haproxy", "pgbouncer", "prometheus")
-MAX_CONNECTIONS = 55
+MAX_CONNECTIONS = 56
 """The server's max_connections: far fewer than the e2e topology's pools would open without PgBouncer."""
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -311,7 +311,7 @@ def test_client_through_router_then_topology_change(
     assert 0 < postgres.peak_synapse_connections <= budget.postgres_connections.at_maximum
     # One PgBouncer here, and the processes that keep session state beside it.
     direct = int(budget.direct_connections.at_maximum)
-    assert direct == 15, "main's 10 and the background worker's 5"
+    assert direct == 16, "main's 10, the background worker's 5, the schema Job's 1"
     assert postgres.peak_synapse_connections <= hs2.plan.settings.postgres.pooler.pool_size + direct
     clients = sum(yaml.safe_load(c.read_text())["database"]["args"]["cp_max"] for _, _, c in new_procs.values())
     assert clients > MAX_CONNECTIONS, "the processes' own pools must be more than the server could take"
@@ -335,4 +335,4 @@ def test_the_same_topology_without_pgbouncer_is_refused(loopback: Loopback) -> N
         topology_settings(loopback, persisters=2, pooler={"enabled": False})
     assert caught.value.key == "synapse:postgres.maxConnections"
     assert f"synapse:postgres.maxConnections = {MAX_CONNECTIONS} is not allowed" in str(caught.value)
-    assert "over the limit of 45" in str(caught.value)
+    assert "over the limit of 46" in str(caught.value)

@@ -52,8 +52,9 @@ TEST_ONLY: dict[str, Any] = {
 
 
 POOLER = {"enabled": True, "replicas": 1, "poolSize": 15}
-"""One PgBouncer (two during its rollout) x 15 = 30 server connections, plus main's 10 and the background
-worker's 5 direct ones (session state): the 45 that max_connections 55 less 10 reserved allows. A pool
+"""One PgBouncer (two during its rollout) x 15 = 30 server connections, plus main's 10, the background
+worker's 5 and the schema Job's 1 direct ones (session state): the 46 that max_connections 56 less 10
+reserved allows. A pool
 of 15, as before main went direct: the driven load of the recommend e2e needs it."""
 
 

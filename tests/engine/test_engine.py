@@ -115,7 +115,10 @@ def test_staging_up_creates_what_render_shows_and_it_runs(engine: Engine) -> Non
             ready = item.get("status", {}).get("readyReplicas", 0)
             assert ready == item["spec"]["replicas"], f"{kind}/{item['metadata']['name']}: {ready} ready"
     jobs = json.loads(engine.kubectl("get", "jobs", "-n", namespace, "-o", "json"))["items"]
-    assert [j.get("status", {}).get("succeeded") for j in jobs] == [1]
+    # The check (run by the executor) and the schema Job (kwok completes it: no database here; the schema
+    # itself is proven in tests/e2e/test_schema_e2e.py and on the node).
+    done = sorted((j["metadata"]["labels"]["app.kubernetes.io/component"], j["status"].get("succeeded")) for j in jobs)
+    assert done == [("config-check", 1), ("schema", 1)]
     checked = [o for o in engine.executor.outcomes if o.exit_code == 0]
     parts = synapse_parts(expected)
     assert len(parts) == 9  # main and the eight classes staging deploys (no federation sender)

@@ -5,10 +5,9 @@ settings: requests shrunk, the HPA classes held at their floor of 2, PgBouncer o
 connections), and the namespace made here so that the external services the stack names (postgresql,
 redis in matrix-staging) can be Services without selectors pointing at the node's PostgreSQL and Redis.
 
-The database schema is prepared before `up` with the installed Synapse's own `update_synapse_database`:
-the program creates the stream writers before main, and on an empty database a worker refuses to start
-("Uninitialised database: run the main synapse process to prepare the database schema"), so a first `up`
-onto a fresh database waits on crash-looping writers until it times out. (A finding of this tier.)
+The database starts empty, as on a first `up`: the program's schema Job prepares it with the image's own
+`update_synapse_database` before the stream writers start. (Before that Job existed, this tier found the
+first `up` waiting on crash-looping writers: "Uninitialised database".)
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,9 +24,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-import yaml
 from pulumi import automation
-from signedjson.key import generate_signing_key, write_signing_keys
 
 from tests.engine.conftest import PASSPHRASE, TEST_SECRETS, scratch_stack, shipped_config
 from tests.node.conftest import BIN
@@ -61,7 +57,7 @@ def overrides(env: dict[str, str]) -> dict[str, Any]:
             "user": "synapse",
             "maxConnections": 50,
             "reservedConnections": 5,
-            "pooler": {"enabled": True, "replicas": 1, "poolSize": 20},
+            "pooler": {"enabled": True, "replicas": 1, "poolSize": 15},
         },
         "synapse:redis": {"host": f"redis.{NAMESPACE}.svc.cluster.local"},
         "synapse:media": {"claimName": "synapse-media", "size": "1Gi"},
@@ -90,31 +86,6 @@ def external_service(name: str, port: int, host: str, target: int) -> list[dict[
             "ports": [{"name": name, "port": target, "protocol": "TCP"}],
         },
     ]
-
-
-def prepare_schema(env: dict[str, str], work: Path) -> None:
-    """Synapse's own schema set-up (the installed Synapse is the image's version), as main would do it."""
-    key = work / "prepare.signing.key"
-    with key.open("w") as f:
-        write_signing_keys(f, [generate_signing_key("prepare")])
-    config = {
-        "server_name": "staging.matrix.example.org",
-        "report_stats": False,
-        "signing_key_path": str(key),
-        "database": {
-            "name": "psycopg2",
-            "args": {
-                "user": "synapse",
-                "password": TEST_SECRETS["postgresPassword"],
-                "dbname": "synapse",
-                "host": env["NODE_PG_HOST"],
-                "port": int(env["NODE_PG_PORT"]),
-            },
-        },
-    }
-    (work / "prepare.yaml").write_text(yaml.safe_dump(config))
-    tool = Path(sys.executable).parent / "update_synapse_database"
-    subprocess.run([str(tool), "--database-config", str(work / "prepare.yaml")], check=True, capture_output=True)
 
 
 def ingress_status(kubectl: Any, stopped: threading.Event) -> None:
@@ -188,7 +159,6 @@ def test_a_staging_like_stack_becomes_ready_on_the_node(
         with admin.cursor() as cur:
             cur.execute("CREATE ROLE synapse LOGIN PASSWORD %s", (TEST_SECRETS["postgresPassword"],))
             cur.execute("CREATE DATABASE synapse OWNER synapse ENCODING 'UTF8' LOCALE 'C' TEMPLATE template0")
-        prepare_schema(node_env, scratch)
         kubectl("create", "namespace", NAMESPACE)
         objects = external_service("postgresql", 5432, node_env["NODE_PG_HOST"], int(node_env["NODE_PG_PORT"]))
         objects += external_service("redis", 6379, node_env["NODE_REDIS_HOST"], int(node_env["NODE_REDIS_PORT"]))
@@ -207,6 +177,25 @@ def test_a_staging_like_stack_becomes_ready_on_the_node(
             assert time.monotonic() < deadline, f"not Ready after {READY_TIMEOUT} s: {waiting}"
             time.sleep(2)
         print(f"node tier: every pod Ready {time.monotonic() - started:.0f} s after the start")
+        jobs = json.loads(kubectl("get", "jobs", "-n", NAMESPACE, "-o", "json"))["items"]
+        done = sorted(
+            (j["metadata"]["labels"]["app.kubernetes.io/component"], j["status"].get("succeeded")) for j in jobs
+        )
+        assert done == [("config-check", 1), ("schema", 1)]
+        with admin.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_database WHERE datname = 'synapse'")
+            assert cur.fetchall() == [("synapse",)]
+        schema = psycopg2.connect(
+            host=node_env["NODE_PG_HOST"],
+            port=int(node_env["NODE_PG_PORT"]),
+            user=node_env["NODE_PG_SUPERUSER"],
+            password=node_env["NODE_PG_PASSWORD"],
+            dbname="synapse",
+        )
+        with schema, schema.cursor() as cur:
+            cur.execute("SELECT upgraded FROM schema_version")
+            assert cur.fetchall() == [(True,)]
+        schema.close()
         pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
         running = [p for p in pods if p["status"].get("phase") == "Running"]
         images = {c["image"] for p in running for c in p["spec"]["containers"]}
