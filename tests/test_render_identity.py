@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = "16a33fdfbf2858fc47e0163c1d2be3086f071ac6"
+BASELINE = "fca0fda3fce8de6f180667a1f860928626c1ff09"
 """#19 merged: plan answers before refusing, render lists the files it owns (#19)."""
 REVISION = re.compile(rb"(synapse-workers/revision: )[0-9a-f]{16}")
 
