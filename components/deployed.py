@@ -4,12 +4,21 @@
 the Pulumi CLI the program itself runs under. They work from a scratch workspace of the same project
 name, so the operator's selected stack is never changed. Tests and `render`, which run without a CLI,
 hand the program another `DeployedStates`.
+
+The scratch workspace must reach the backend the update itself runs against, however it was named: a
+login and `PULUMI_BACKEND_URL` reach the CLI through the environment it inherits, but `backend.url` in the
+project's `Pulumi.yaml` lives only in that file, so the scratch project carries it over (without it, the
+CLI falls back to Pulumi Cloud and asks for a token). A workspace's own `env_vars` in an inline run never
+reach this process: name the backend in one of those three ways.
 """
 
 from __future__ import annotations
 
 import tempfile
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
 
 from synapse_workers.ops.guards import Deployed, GuardError, deployed_from_state
 
@@ -20,19 +29,55 @@ class DeployedStates(Protocol):
         ...
 
 
+PROJECT_FILES = ("Pulumi.yaml", "Pulumi.yml")
+MAX_PROJECT_FILE = 1 << 20
+
+
+def project_backend(root: Path) -> str | None:
+    """`backend.url` of the project file in `root`, if any. A relative `file://` folder is made absolute
+    against the project folder, the one place it can mean from a scratch workspace."""
+    for name in PROJECT_FILES:
+        path = root / name
+        if not path.is_file():
+            continue
+        if path.stat().st_size > MAX_PROJECT_FILE:
+            raise GuardError(f"{path} is over {MAX_PROJECT_FILE} bytes: not a project file")
+        try:
+            document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise GuardError(f"cannot read {path}: {type(error).__name__}") from None
+        backend = document.get("backend") if isinstance(document, dict) else None
+        url = backend.get("url") if isinstance(backend, dict) else None
+        if not isinstance(url, str) or not url:
+            return None
+        if url.startswith("file://"):
+            folder, mark, query = url.removeprefix("file://").partition("?")
+            if folder and not folder.startswith(("/", "~")):
+                return f"file://{(root / folder).resolve()}{mark}{query}"
+        return url
+    return None
+
+
 class AutomationStates:
     """The real reader: the stack's exported state and, when asked, its last update's result."""
 
-    def __init__(self, project: str) -> None:
+    def __init__(self, project: str, root: Path | None = None) -> None:
+        """`root`: the folder of the project's `Pulumi.yaml` (`pulumi.get_root_directory()`)."""
         self.project = project
+        self.root = root
 
     def deployed(self, stack: str, *, with_history: bool) -> Deployed:
         from pulumi import automation  # noqa: PLC0415 (only a real run reads state)
 
+        backend = project_backend(self.root) if self.root is not None else None
         with tempfile.TemporaryDirectory(prefix="synapse-workers-guard-") as scratch:
             workspace = automation.LocalWorkspace(
                 work_dir=scratch,
-                project_settings=automation.ProjectSettings(name=self.project, runtime="python"),
+                project_settings=automation.ProjectSettings(
+                    name=self.project,
+                    runtime="python",
+                    backend=automation.ProjectBackend(url=backend) if backend else None,
+                ),
             )
             try:
                 handle = automation.Stack.select(stack, workspace)

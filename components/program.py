@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -128,6 +129,20 @@ def check_guards(settings: Settings, states: DeployedStates, digests: dict[str, 
             raise pulumi.RunError(refusal.message)
 
 
+def deployed_states(root: Path | None = None) -> AutomationStates:
+    """The real reader, for the backend this update runs against (components/deployed.py). `root`: the
+    project folder. By default the one Pulumi names (`pulumi up`); an inline run of the Automation API
+    names none, and then it is the folder this process runs in, unless the caller says (`inline_program`)."""
+    named = pulumi.get_root_directory()
+    return AutomationStates(pulumi.get_project(), root or (Path(named) if named else Path.cwd()))
+
+
+def inline_program(project_dir: Path) -> Callable[[], None]:
+    """The program for an Automation API workspace in `project_dir`: the guards read the backend that
+    folder's `Pulumi.yaml` names (the workspace's own `env_vars` never reach the program's process)."""
+    return lambda: run(deployed_states(project_dir))
+
+
 def run(states: DeployedStates | None = None) -> None:
     """`states` reads what stacks have deployed; by default their state, through the Pulumi CLI."""
     settings = load_from_runtime()
@@ -136,7 +151,7 @@ def run(states: DeployedStates | None = None) -> None:
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
     revision, digests = program_revision(), template_digests(plan)
-    check_guards(settings, states or AutomationStates(pulumi.get_project()), digests, revision)
+    check_guards(settings, states or deployed_states(), digests, revision)
     config = pulumi.Config(NAMESPACE)
     secrets = {SECRET_FILES[key]: config.require_secret(key) for key in settings.managed_secrets}
     deploy(plan, secrets, revision, digests)
