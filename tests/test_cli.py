@@ -241,7 +241,7 @@ def test_unreadable_stack_file_is_one_clear_line(tmp_path: Path) -> None:
     pulumi_project(tmp_path)
     done = cli("plan", "--stack", "test", "-C", str(tmp_path))
     assert done.returncode == 2
-    assert "Pulumi.test.yaml: cannot read it" in done.stderr
+    assert "Pulumi.test.yaml: not a regular file" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 

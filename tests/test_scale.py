@@ -100,3 +100,25 @@ def test_scale_refuses_a_change_the_database_cannot_take(tmp_path: Path) -> None
     assert len(done.stderr.strip().splitlines()) == 1
     assert (tmp_path / "Pulumi.staging.yaml").read_text() == before
     assert not (tmp_path / "scaling-history.yaml").exists()
+
+
+def test_a_pin_stored_as_json_text_survives_another_pin(project: Path) -> None:
+    """`pulumi config set synapse:workers '{...}'` stores JSON text; the CLI hands it to the program as is,
+    and `scale` used to replace it with its one new pin, dropping the others."""
+    path = project / "Pulumi.prod.yaml"
+    with path.open("a") as handle:
+        handle.write("""  synapse:workers: '{"event-persister": {"replicas": 4}}'\n""")
+    done = scale(project, "--stack", "prod", "--pin", "synchrotron=3", "--reason", "json pins")
+    assert done.returncode == 0, done.stderr
+    workers = yaml.safe_load(path.read_text())["config"]["synapse:workers"]
+    assert workers == {"event-persister": {"replicas": 4}, "synchrotron": {"replicas": 3}}
+
+
+def test_a_value_that_is_not_an_object_is_refused_not_replaced(project: Path) -> None:
+    path = project / "Pulumi.prod.yaml"
+    with path.open("a") as handle:
+        handle.write("  synapse:workers: '[1, 2]'\n")
+    before = path.read_bytes()
+    done = scale(project, "--stack", "prod", "--pin", "synchrotron=3", "--reason", "bad")
+    assert done.returncode != 0
+    assert path.read_bytes() == before

@@ -1,14 +1,15 @@
 """Stack config in the form the Pulumi CLI hands it to a program: `namespace:key` → text.
 
 Two sources give that form: the Pulumi runtime (under `pulumi up`, or under mocks), and a stack file
-read without the CLI (for `plan` and `render`). Reading a file follows what the CLI does: scalars
-become text (`5000` → "5000", `true` → "true"), objects and lists become JSON, and `secure:` values,
-which only the CLI can decrypt, become opaque placeholders marked secret, never used as values.
+read without the CLI (for `plan` and `render`). Reading a file follows what the CLI does (stack_yaml.py:
+its YAML rules, scalars as text the way it prints them, objects and lists as its JSON), and `secure:`
+values, which only the CLI can decrypt, become opaque placeholders marked secret, never used as values.
 """
 
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from synapse_workers.model.errors import ConfigError, names_secret
+from synapse_workers.model.stack_yaml import StackYamlError, cli_text, load
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 """The checkout this package was loaded from: only the program's own revision digest reads it. The
@@ -57,26 +59,40 @@ def _has_secure(value: Any) -> bool:
     return False
 
 
-def _as_cli_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    if value is None:
-        return ""
-    return str(value)
+MAX_STACK_FILE = 4 << 20
+"""Bytes: stack files are a few kilobytes; anything this large is not one."""
 
 
-def read_stack_file(stack: str, path: Path) -> tuple[dict[str, str], frozenset[str]]:
-    """Config values and the set of secret keys, as the CLI would pass them for this stack."""
+def read_stack_text(stack: str, path: Path) -> str:
+    """The stack file's text, refused in one line when it is missing, not a regular file (a FIFO would
+    block, a device never end), too large, or not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         raise StackFileError(stack, path, "no such stack file (create it with `pulumi stack init`)") from None
     except OSError as error:
         raise StackFileError(stack, path, f"cannot read it: {error.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise StackFileError(stack, path, "not a regular file")
+    if info.st_size > MAX_STACK_FILE:
+        raise StackFileError(stack, path, f"{info.st_size:,} bytes, over the {MAX_STACK_FILE:,} a stack file may have")
     try:
-        document = yaml.safe_load(text)
+        data = path.read_bytes()[: MAX_STACK_FILE + 1]
+    except OSError as error:
+        raise StackFileError(stack, path, f"cannot read it: {error.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise StackFileError(stack, path, f"not UTF-8 (byte {error.start})") from None
+
+
+def read_stack_file(stack: str, path: Path) -> tuple[dict[str, str], frozenset[str]]:
+    """Config values and the set of secret keys, as the CLI would pass them for this stack."""
+    text = read_stack_text(stack, path)
+    try:
+        document = load(text)
+    except StackYamlError as error:
+        raise StackFileError(stack, path, str(error)) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -91,12 +107,12 @@ def read_stack_file(stack: str, path: Path) -> tuple[dict[str, str], frozenset[s
     values: dict[str, str] = {}
     secret_keys: set[str] = set()
     for raw_key, value in config.items():
-        key = str(raw_key)
+        key = cli_text(raw_key)
         if _has_secure(value):
             values[key] = SECRET_PLACEHOLDER
             secret_keys.add(key)
         else:
-            values[key] = _as_cli_text(value)
+            values[key] = cli_text(value)
     refuse_plain_secrets(stack, values, frozenset(secret_keys))
     return values, frozenset(secret_keys)
 
@@ -149,4 +165,4 @@ def runtime_config() -> tuple[dict[str, str], frozenset[str]]:
 
     values: dict[str, Any] = {**runtime.get_config_env(), **runtime.CONFIG.get()}
     secret_keys = set(runtime.get_config_secret_keys_env()) | {k for k in values if runtime.is_config_secret(k)}
-    return {k: _as_cli_text(v) if not isinstance(v, str) else v for k, v in values.items()}, frozenset(secret_keys)
+    return {k: cli_text(v) if not isinstance(v, str) else v for k, v in values.items()}, frozenset(secret_keys)

@@ -8,6 +8,7 @@ unless the new config passes the same validation `pulumi up` applies.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,15 +40,35 @@ class Scaled:
     record: dict[str, Any]
 
 
-def _child(parent: CommentedMap, key: str) -> CommentedMap:
+def _mapping(value: Any) -> CommentedMap:
+    if isinstance(value, dict):
+        return CommentedMap((k, _mapping(v)) for k, v in value.items())
+    return value  # type: ignore[no-any-return]
+
+
+def _child(stack: str, parent: CommentedMap, key: str, where: str) -> CommentedMap:
+    """The mapping at `key`, made when missing. An object stored as JSON text (what `pulumi config set
+    synapse:workers '{...}'` writes, and the CLI hands the program as such) is turned into YAML first, so
+    its other entries stay; anything else there is refused rather than replaced."""
     node = parent.get(key)
-    if not isinstance(node, CommentedMap):
+    if node is None:
         node = CommentedMap()
         parent[key] = node
+    elif isinstance(node, str):
+        try:
+            parsed = json.loads(node)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise WriteRefusedError(stack, f"{where} holds text that is not a JSON object; not replacing it")
+        node = _mapping(parsed)
+        parent[key] = node
+    elif not isinstance(node, CommentedMap):
+        raise WriteRefusedError(stack, f"{where} holds a {type(node).__name__}, not an object; not replacing it")
     return node
 
 
-def _edit(config: CommentedMap, change: LoadChange) -> None:
+def _edit(stack: str, config: CommentedMap, change: LoadChange) -> None:
     """Write values the way the CLI does: `pulumi config set` quotes scalars, `--path` writes numbers."""
     for figure in LOAD_FIGURES:
         value = change.value(figure)
@@ -57,12 +78,13 @@ def _edit(config: CommentedMap, change: LoadChange) -> None:
         top, *inner = figure.path
         if inner:
             (field_name,) = inner
-            _child(config, f"{NAMESPACE}:{top}")[field_name] = int(text) if figure.whole else float(text)
+            key = f"{NAMESPACE}:{top}"
+            _child(stack, config, key, key)[field_name] = int(text) if figure.whole else float(text)
         else:
             config[f"{NAMESPACE}:{top}"] = DoubleQuotedScalarString(text)
     for name, replicas in change.pins:
-        workers = _child(config, f"{NAMESPACE}:workers")
-        _child(workers, name)["replicas"] = int(replicas)
+        key = f"{NAMESPACE}:workers"
+        _child(stack, _child(stack, config, key, key), name, f"{key}.{name}")["replicas"] = int(replicas)
 
 
 def _record(
@@ -121,7 +143,7 @@ def scale(
             text = original.decode("utf-8")
         except UnicodeDecodeError:
             raise WriteRefusedError(stack, f"{path} is not UTF-8") from None
-        edited = edit_stack_text(stack, path.name, text, lambda config: _edit(config, change))
+        edited = edit_stack_text(stack, path.name, text, lambda config: _edit(stack, config, change))
         record = _record(stack, reason.strip(), now, old, new, change, measured)
         try:
             before = history.read_bytes()

@@ -191,7 +191,13 @@ def refused(engine: Engine, stack: automation.Stack, action: str = "preview") ->
     errors = [line.strip() for line in text.splitlines() if line.strip().startswith("error: stack '")]
     assert errors, text[-3000:]
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
-    return errors[0].removeprefix("error: ")
+    message = errors[0].removeprefix("error: ")
+    # One refusal. The inline server logs a RunError's message and also hands it back to the engine, which
+    # reports it as "an unhandled error occurred: <message>" (README, "One line per refusal"): every error
+    # line is that message, with that prefix at most; nothing else is said.
+    said = {line.split("error: ", 1)[1].strip() for line in text.splitlines() if "error: " in line}
+    assert said <= {message, f"an unhandled error occurred: {message}"}, said
+    return message
 
 
 PROD = {"ccu": "3000", "stagingGate": "staging"}
