@@ -27,8 +27,9 @@ from synapse_workers.kube.quiesce import DELETION_ANNOTATIONS, ROUTING_ANNOTATIO
 from synapse_workers.kube.rollout import STAGES
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, load_settings
-from synapse_workers.model.stack_config import refuse_plain_secrets, runtime_config
+from synapse_workers.model.stack_config import find_project, refuse_plain_secrets, runtime_config
 from synapse_workers.model.worker_classes import WorkerClass
+from synapse_workers.ops.gates import refuse_gate_cycle
 from synapse_workers.ops.guards import (
     DIGEST_ANNOTATION,
     REVISION_ANNOTATION,
@@ -129,24 +130,35 @@ def check_guards(settings: Settings, states: DeployedStates, digests: dict[str, 
             raise pulumi.RunError(refusal.message)
 
 
-def deployed_states(root: Path | None = None) -> AutomationStates:
-    """The real reader, for the backend this update runs against (components/deployed.py). `root`: the
-    project folder. By default the one Pulumi names (`pulumi up`); an inline run of the Automation API
-    names none, and then it is the folder this process runs in, unless the caller says (`inline_program`)."""
+def project_root(root: Path | None = None) -> Path:
+    """The project folder: `root` if given, else the one Pulumi names (`pulumi up`). An inline run of the
+    Automation API names none (and mocks name a placeholder): then the nearest folder holding a
+    `Pulumi.yaml` from where this process runs, as `pulumi` finds it (or see `inline_program`)."""
+    if root is not None:
+        return root
     named = pulumi.get_root_directory()
-    return AutomationStates(pulumi.get_project(), root or (Path(named) if named else Path.cwd()))
+    if named and find_project(Path(named)) == Path(named):
+        return Path(named)
+    return find_project(Path.cwd()) or Path.cwd()
+
+
+def deployed_states(root: Path | None = None) -> AutomationStates:
+    """The real reader, for the backend this update runs against (components/deployed.py)."""
+    return AutomationStates(pulumi.get_project(), project_root(root))
 
 
 def inline_program(project_dir: Path) -> Callable[[], None]:
     """The program for an Automation API workspace in `project_dir`: the guards read the backend that
     folder's `Pulumi.yaml` names (the workspace's own `env_vars` never reach the program's process)."""
-    return lambda: run(deployed_states(project_dir))
+    return lambda: run(deployed_states(project_dir), project_dir)
 
 
-def run(states: DeployedStates | None = None) -> None:
-    """`states` reads what stacks have deployed; by default their state, through the Pulumi CLI."""
+def run(states: DeployedStates | None = None, root: Path | None = None) -> None:
+    """`states` reads what stacks have deployed; by default their state, through the Pulumi CLI. `root`:
+    the project folder, where the other stacks' files show a cycle of staging gates."""
     settings = load_from_runtime()
     try:
+        refuse_gate_cycle(settings.stack, settings.staging_gate, project_root(root))
         plan = build_plan(settings)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None

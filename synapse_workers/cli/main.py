@@ -25,6 +25,7 @@ from synapse_workers.model.load_figures import LOAD_FIGURES
 from synapse_workers.model.settings import load_settings
 from synapse_workers.model.stack_config import StackFileError, find_project, read_stack_file
 from synapse_workers.ops.files import WriteRefusedError
+from synapse_workers.ops.gates import GATE_KEY, refuse_gate_cycle
 from synapse_workers.ops.overrides import PIN_FLAG, WHATIF_FLAGS, LoadChange, apply, name_flag, plan_with_flags
 from synapse_workers.ops.prometheus import Prometheus, PrometheusError
 from synapse_workers.ops.recommend.document import Saved, read_saved, recommendation_json
@@ -198,7 +199,9 @@ def _history(stack: str, path: Path) -> list[dict[str, Any]]:
 
 
 def _stack_values(args: argparse.Namespace) -> tuple[dict[str, str], frozenset[str]]:
-    return read_stack_file(args.stack, args.project_dir / f"Pulumi.{args.stack}.yaml")
+    values, secret_keys = read_stack_file(args.stack, args.project_dir / f"Pulumi.{args.stack}.yaml")
+    refuse_gate_cycle(args.stack, values.get(GATE_KEY), args.project_dir)
+    return values, secret_keys
 
 
 def _unchecked_plan(stack: str, values: dict[str, str], secret_keys: frozenset[str], named: dict[str, str]) -> Plan:

@@ -62,6 +62,8 @@ class ConfigError(Exception):
         self.allowed = allowed
         self.problem = problem
         detail = f" ({problem})" if problem else ""
-        shown = f"{key} is missing" if value is UNSET else f"{key} = {show_value(value)} is not allowed"
+        # A key can be anything a file holds, a line break included: quoted then, so the message stays one line.
+        named = key if key.isprintable() else json.dumps(key)
+        shown = f"{named} is missing" if value is UNSET else f"{named} = {show_value(value)} is not allowed"
         what = shown + detail
         super().__init__(f"stack '{stack}': {what}; allowed: {allowed}")

@@ -390,6 +390,30 @@ def test_an_hpa_bound_change_rolls_no_synapse_pod(engine: Engine) -> None:
     assert generations(engine, "matrix-staging") == before
 
 
+def test_refresh_after_the_hpa_moved_replicas_shows_no_drift(engine: Engine) -> None:
+    """The HPA writes spec.replicas through the scale subresource (here `kubectl scale`, as the fake
+    cluster has no metrics for a real HPA to act on). A refresh records it; the preview after it and the
+    next `up` change nothing, and the replicas stay where the HPA put them."""
+    staging, namespace, name = engine.stacks["staging"], "matrix-staging", "synapse-synchrotron"
+    before = engine.get("deployment", name, namespace)["spec"]["replicas"]
+    engine.kubectl("scale", "deployment", name, "-n", namespace, f"--replicas={before + 1}")
+    reported: list[tuple[str, str, list[str]]] = []
+
+    def collect(event: automation.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is not None and pre.metadata.op not in ("same", "read"):
+            reported.append((pre.metadata.op, pre.metadata.urn.rsplit("::", 1)[1], list(pre.metadata.diffs or [])))
+
+    staging.refresh(on_event=collect, color="never")
+    replicas_reported = [r for r in reported if any("replicas" in d for d in r[2])]
+    assert not replicas_reported, reported
+    before_up = generations(engine, namespace)
+    assert steps(engine, staging) == []
+    assert steps(engine, staging, "up") == []
+    assert generations(engine, namespace) == before_up
+    assert engine.get("deployment", name, namespace)["spec"]["replicas"] == before + 1
+
+
 def test_monitoring_objects_reach_the_api_and_restart_nothing(engine: Engine) -> None:
     """The Prometheus Operator kinds, against the cluster's own minimal CRDs (scripts/cluster)."""
     staging = engine.stacks["staging"]
