@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 
 from components.deployed import AutomationStates, DeployedStates
+from components.provider import kubernetes_provider
 from components.resources import (
     ConfigArgs,
     ConfigCheck,
@@ -69,17 +70,21 @@ def replica_table(plan: Plan) -> dict[str, dict[str, Any]]:
 def deploy(
     plan: Plan, secret_values: Mapping[str, pulumi.Output[str]], revision: str, digests: Mapping[str, str]
 ) -> None:
-    config = SynapseConfig("synapse-config", ConfigArgs(plan, secret_values))
+    provider = kubernetes_provider()
+
+    def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
+        """Options for a top-level component: its dependencies, and the one provider its children inherit."""
+        return pulumi.ResourceOptions(depends_on=list(resources), providers=[provider])
+
+    config = SynapseConfig("synapse-config", ConfigArgs(plan, secret_values), after())
     secret_version = None if config.secret is None else config.secret.metadata.resource_version  # type: ignore[attr-defined]
-    check = ConfigCheck(
-        "synapse-config-check", plan, pulumi.ResourceOptions(depends_on=[config]), secret_version=secret_version
-    )
+    check = ConfigCheck("synapse-config-check", plan, after(config), secret_version=secret_version)
     # After the check: a config Synapse refuses must stop the update before the quiesce stops anything.
-    marker = RoutingMarker("synapse-routing", plan, pulumi.ResourceOptions(depends_on=[config, check]))
+    marker = RoutingMarker("synapse-routing", plan, after(config, check))
     done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config, check, marker]}
     if plan.pooler_manifests:
         # Every Synapse process connects through it, so it is ready before the first of them starts.
-        pooler = Pooler("synapse-pgbouncer", plan, pulumi.ResourceOptions(depends_on=[config]))
+        pooler = Pooler("synapse-pgbouncer", plan, after(config))
         done[STAGES.index("config")].append(pooler)
     for stage in range(1, len(STAGES)):
         previous = [r for s in range(stage) for r in done.get(s, [])]
@@ -97,18 +102,18 @@ def deploy(
             args = WorkloadArgs(workload, depends_on=previous, annotations=marks)
             component: pulumi.ComponentResource
             if isinstance(workload.spec, WorkerClass):
-                component = WorkerClassComponent(workload.name, args)
+                component = WorkerClassComponent(workload.name, args, after())
             else:
-                component = MainProcess(workload.name, args)
+                component = MainProcess(workload.name, args, after())
             done.setdefault(stage, []).append(component)
     # After every Synapse workload: a new routing table may name a class (a writer, a duty) that only
     # becomes ready in this update, and HAProxy would send it requests first.
     workloads = [r for stage in range(1, len(STAGES)) for r in done.get(stage, [])]
-    Router("synapse-router", plan, pulumi.ResourceOptions(depends_on=[config, *workloads]))
+    Router("synapse-router", plan, after(config, *workloads))
     monitors = monitoring_manifests(plan)
     if monitors:
         objects = (*monitors, dashboard_configmap(plan))
-        Monitoring("synapse-monitoring", objects, pulumi.ResourceOptions(depends_on=[config]))
+        Monitoring("synapse-monitoring", objects, after(config))
 
 
 def check_guards(settings: Settings, states: DeployedStates, digests: dict[str, str], revision: str) -> None:

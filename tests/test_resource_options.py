@@ -10,7 +10,8 @@ from pulumi_kubernetes.batch.v1 import Job
 
 from components import registration as kube
 from components.resources import Component
-from synapse_workers.cli.mock_runtime import run_program
+from components.provider import PROVIDER_NAME
+from synapse_workers.cli.mock_runtime import RecordingMocks, run_program
 from synapse_workers.kube.quiesce import MARKER_PREFIX, ROUTING_ANNOTATION
 from tests.conftest import base_values
 
@@ -171,3 +172,29 @@ def test_every_synapse_workload_names_the_routing_marker_which_is_replaced_delet
         assert isinstance(annotation, pulumi.Output), name  # a property dependency, not a copied string
         assert manifest["metadata"]["annotations"]["pulumi.com/deletionPropagationPolicy"] == "foreground"
         assert _depends_on_names(seen[(manifest["kind"], name)][1]) >= {"synapse-routing"}
+
+
+class ProviderMocks(RecordingMocks):
+    """Also keeps which provider each resource was registered with (the mock engine passes the reference)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.providers: dict[tuple[str, str], str] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.providers[(args.typ, args.name)] = args.provider or ""
+        return super().new_resource(args)
+
+
+def test_every_object_is_registered_with_the_one_explicit_provider_that_makes_secrets_mutable() -> None:
+    mocks = ProviderMocks()
+    run_program("prod", base_values(ccu="5000", monitoring={"enabled": True}), mocks=mocks)
+    (provider,) = [r for r in mocks.registered if r.type == "pulumi:providers:kubernetes"]
+    assert provider.name == PROVIDER_NAME
+    assert provider.inputs.get("enableSecretMutable") in (True, "true")
+    assert "enableConfigMapMutable" not in provider.inputs  # content-named ConfigMaps: replaced, never edited
+    objects = {key: ref for key, ref in mocks.providers.items() if key[0].startswith("kubernetes:")}
+    assert len(objects) > 50
+    # A provider reference is "<provider URN>::<id>"; the URN ends with the provider's name.
+    names = {ref.rsplit("::", 1)[0].rsplit("::", 1)[-1] for ref in objects.values()}
+    assert names == {PROVIDER_NAME}, set(objects.values())

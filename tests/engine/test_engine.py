@@ -392,21 +392,28 @@ def test_an_hpa_bound_change_rolls_no_synapse_pod(engine: Engine) -> None:
 
 def test_refresh_after_the_hpa_moved_replicas_shows_no_drift(engine: Engine) -> None:
     """The HPA writes spec.replicas through the scale subresource (here `kubectl scale`, as the fake
-    cluster has no metrics for a real HPA to act on). A refresh records it; the preview after it and the
-    next `up` change nothing, and the replicas stay where the HPA put them."""
+    cluster has no metrics for a real HPA to act on). A refresh records it and reports every resource
+    unchanged (what else controllers wrote, status and defaults, too); the preview after it and the next
+    `up` change nothing, and the replicas stay where the HPA put them."""
     staging, namespace, name = engine.stacks["staging"], "matrix-staging", "synapse-synchrotron"
     before = engine.get("deployment", name, namespace)["spec"]["replicas"]
     engine.kubectl("scale", "deployment", name, "-n", namespace, f"--replicas={before + 1}")
     reported: list[tuple[str, str, list[str]]] = []
 
     def collect(event: automation.EngineEvent) -> None:
-        pre = event.resource_pre_event
-        if pre is not None and pre.metadata.op not in ("same", "read"):
-            reported.append((pre.metadata.op, pre.metadata.urn.rsplit("::", 1)[1], list(pre.metadata.diffs or [])))
+        outputs = event.res_outputs_event
+        if outputs is not None:
+            meta = outputs.metadata
+            reported.append((meta.op, meta.urn.rsplit("::", 1)[1], list(meta.diffs or [])))
 
-    staging.refresh(on_event=collect, color="never")
+    refreshed = staging.refresh(on_event=collect, color="never")
+    assert set(refreshed.summary.resource_changes or {}) == {"same"}, refreshed.summary.resource_changes
+    mine = [r for r in reported if r[1] == name]
+    assert mine, reported
     replicas_reported = [r for r in reported if any("replicas" in d for d in r[2])]
     assert not replicas_reported, reported
+    recorded = kubernetes_state(staging)[("Deployment", name)]
+    assert recorded["outputs"]["spec"]["replicas"] == before + 1, "the refresh recorded what the HPA set"
     before_up = generations(engine, namespace)
     assert steps(engine, staging) == []
     assert steps(engine, staging, "up") == []
