@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -98,6 +100,18 @@ def test_prod_failure_is_reported_after_staging_succeeded() -> None:
 def test_without_the_pulumi_cli_promote_stops_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real Automation API needs the `pulumi` binary; with none on PATH the first step fails cleanly."""
     monkeypatch.setenv("PATH", str(tmp_path))
-    select = partial(automation_select, program=lambda: None)
+    select = partial(automation_select, program=lambda: None, work_dir=tmp_path)
     with pytest.raises(PromoteError, match="staging: select failed"):
         promote(order=["staging"], select=select, say=lambda _line: None, revision="r1")
+
+
+def test_promote_outside_a_project_is_one_line(tmp_path: Path) -> None:
+    """`promote` finds the project as the other commands do (it used to assume this checkout)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "synapse_workers", "promote", "-C", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: synapse-workers: no Pulumi.yaml in {tmp_path}") and done.stderr.count("\n") == 1

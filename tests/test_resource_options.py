@@ -9,8 +9,8 @@ import pytest
 from pulumi_kubernetes.batch.v1 import Job
 
 from components import registration as kube
-from components.resources import Component
 from components.provider import PROVIDER_NAME
+from components.resources import Component
 from synapse_workers.cli.mock_runtime import RecordingMocks, run_program
 from synapse_workers.kube.quiesce import MARKER_PREFIX, ROUTING_ANNOTATION
 from tests.conftest import base_values

@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     promote = commands.add_parser(
         "promote",
         help="preview and update staging, check it, then prod (Pulumi Automation API; needs the Pulumi CLI)",
+        parents=[cwd],
     )
     promote.add_argument("--stacks", nargs="+", default=["staging", "prod"], help="the order (default: staging prod)")
     return parser
@@ -263,25 +264,26 @@ def _main(argv: Sequence[str] | None) -> int:
                 os.chdir(args.cwd)
             except OSError as error:
                 raise UsageError(f"synapse-workers: -C/--cwd {json.dumps(args.cwd)}: {error.strerror}") from None
-        if args.command != "promote":
-            project = find_project(Path.cwd())
-            if project is None:
-                raise UsageError(
-                    f"synapse-workers: no Pulumi.yaml in {Path.cwd()} or any folder above it; "
-                    "run it in the project's folder, or give -C/--cwd DIR as for pulumi"
-                )
-            args.project_dir = project
+        project = find_project(Path.cwd())
+        if project is None:
+            raise UsageError(
+                f"synapse-workers: no Pulumi.yaml in {Path.cwd()} or any folder above it; "
+                "run it in the project's folder, or give -C/--cwd DIR as for pulumi"
+            )
+        args.project_dir = project
         if args.command == "scale":
             _scale_command(args)
             return 0
         if args.command == "recommend":
             return _recommend_command(args)
         if args.command == "promote":
-            from components.program import run  # noqa: PLC0415 (the Pulumi SDK, only for this command)
+            from components.program import inline_program  # noqa: PLC0415 (the Pulumi SDK, only for this command)
             from synapse_workers.ops.promote import PromoteError, automation_select, promote  # noqa: PLC0415
 
+            # The stacks of the project found, and the guards reading the backend its Pulumi.yaml names.
+            program = inline_program(args.project_dir)
             try:
-                promote(args.stacks, select=partial(automation_select, program=run))
+                promote(args.stacks, select=partial(automation_select, program=program, work_dir=args.project_dir))
             except PromoteError as error:
                 print(f"error: promote stopped: {error}", file=sys.stderr)
                 return 1

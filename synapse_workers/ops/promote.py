@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from synapse_workers.model.stack_config import PROJECT_DIR
 from synapse_workers.ops.revision import program_revision
 
 DEFAULT_ORDER = ("staging", "prod")
@@ -33,9 +32,9 @@ class PromoteError(Exception):
     """A stage failed; the message names the stack and the step."""
 
 
-def automation_select(name: str, program: Callable[[], None], work_dir: Path = PROJECT_DIR) -> StackLike:
-    """The stack in this project folder, running `program` inline: the program runs in this process, so
-    promote needs the Pulumi CLI and the Kubernetes provider but no Python language host."""
+def automation_select(name: str, program: Callable[[], None], work_dir: Path) -> StackLike:
+    """The stack in the project folder `work_dir`, running `program` inline: the program runs in this
+    process, so promote needs the Pulumi CLI and the Kubernetes provider but no Python language host."""
     from pulumi import automation  # noqa: PLC0415 (only promote needs the Automation API)
 
     stack = automation.select_stack(
