@@ -114,4 +114,5 @@ def test_promote_outside_a_project_is_one_line(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert done.stderr.startswith(f"error: synapse-workers: no Pulumi.yaml in {tmp_path}") and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"error: synapse-workers: no Pulumi.yaml in {tmp_path}")
+    assert done.stderr.count("\n") == 1
