@@ -52,6 +52,20 @@ def base_values(**overrides: Any) -> dict[str, str]:
     }
 
 
+def secrets_folder(root: Path) -> Path:
+    """`root/secrets` as the pods mount it: every secret file (placeholder values) and a real signing key
+    (Synapse loads it while it reads its config)."""
+    from signedjson.key import generate_signing_key, write_signing_keys  # noqa: PLC0415 (Synapse's own helper)
+
+    secrets = root / "secrets"
+    secrets.mkdir(parents=True)
+    for file_name in SECRET_FILES.values():
+        (secrets / file_name).write_text("x" * 32)
+    with (secrets / "signing.key").open("w") as handle:
+        write_signing_keys(handle, [generate_signing_key("a")])
+    return secrets
+
+
 def pulumi_project(folder: Path) -> Path:
     """Make `folder` a Pulumi project (its own `Pulumi.yaml`), which the commands look for as pulumi does."""
     shutil.copy(PROJECT_DIR / "Pulumi.yaml", folder / "Pulumi.yaml")

@@ -10,21 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from signedjson.key import generate_signing_key, write_signing_keys
 
-from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.plan import Plan, build_plan
-from tests.conftest import settings_for
+from tests.conftest import secrets_folder, settings_for
 
 
 def _stage(plan: Plan, root: Path, shared_text: str | None = None) -> str:
     """Lay the Job's mounts out under `root` and return its script with paths pointed there."""
-    secrets = root / "secrets"
-    secrets.mkdir(parents=True)
-    for file_name in SECRET_FILES.values():
-        (secrets / file_name).write_text("x" * 32)
-    with (secrets / "signing.key").open("w") as handle:
-        write_signing_keys(handle, [generate_signing_key("a")])
+    secrets = secrets_folder(root)
     (root / "run" / "synapse").mkdir(parents=True)
     text = (shared_text or plan.shared.text).replace("/secrets/", f"{secrets}/")
     text = text.replace("media_store_path: /media", f"media_store_path: {root / 'media'}")

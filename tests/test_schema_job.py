@@ -17,16 +17,15 @@ from typing import Any
 
 import pytest
 import yaml
-from signedjson.key import generate_signing_key, write_signing_keys
 from synapse.config.homeserver import HomeServerConfig
 
 from synapse_workers.kube.budget import Span
 from synapse_workers.kube.schema import MERGED_FILE, SCHEMA_TOOL
-from synapse_workers.model.settings import SECRET_FILES, load_settings
+from synapse_workers.model.settings import load_settings
 from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
 from synapse_workers.model.worker_classes import MAIN
 from synapse_workers.plan import Plan, build_plan
-from tests.conftest import settings_for
+from tests.conftest import secrets_folder, settings_for
 
 
 def container(plan: Plan) -> dict[str, Any]:
@@ -70,12 +69,7 @@ def test_it_runs_again_for_a_new_image_or_a_new_main_config_only() -> None:
 
 def test_the_merged_file_is_the_config_synapse_reads_from_mains_two_files(tmp_path: Path) -> None:
     plan = build_plan(settings_for(ccu="3000", federation={"enabled": True, "servers": 60}))
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    for file_name in SECRET_FILES.values():
-        (secrets / file_name).write_text("x" * 32)
-    with (secrets / "signing.key").open("w") as handle:
-        write_signing_keys(handle, [generate_signing_key("a")])
+    secrets = secrets_folder(tmp_path)
     shared = plan.shared.text.replace("/secrets/", f"{secrets}/").replace("/media", str(tmp_path / "media"))
     (tmp_path / "config" / "shared").mkdir(parents=True)
     (tmp_path / "config" / "class").mkdir(parents=True)

@@ -18,14 +18,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 import yaml
-from signedjson.key import generate_signing_key, write_signing_keys
 
 from synapse_workers.kube.schema import MERGED_FILE, SCHEMA_CONNECTIONS, SCHEMA_TOOL
-from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.model.worker_classes import MAIN
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT
-from tests.conftest import settings_for
+from tests.conftest import secrets_folder, settings_for
 from tests.e2e.services import Loopback, Postgres, Processes, wait_http
 from tests.e2e.topology import SERVER_NAME, localise
 
@@ -68,12 +66,7 @@ def fresh_database(postgres: Postgres) -> Iterator[str]:
 
 def mounts(plan: Plan, root: Path, database: str) -> str:
     """The schema Job's volumes under `root`, main's database renamed; returns the Job's script for there."""
-    secrets = root / "secrets"
-    secrets.mkdir(parents=True)
-    for file_name in SECRET_FILES.values():
-        (secrets / file_name).write_text("x" * 32)
-    with (secrets / "signing.key").open("w") as handle:
-        write_signing_keys(handle, [generate_signing_key("a")])
+    secrets = secrets_folder(root)
     for folder in ("tmp", "media", "config/shared", "config/class"):
         (root / folder).mkdir(parents=True)
     shared = plan.shared.text.replace("/secrets/", f"{secrets}/").replace("/media", str(root / "media"))
@@ -181,11 +174,7 @@ def test_without_the_job_the_writer_refuses_an_empty_database(
     fresh_database: str,
 ) -> None:
     """The control: what the first `pulumi up` met before the Job existed."""
-    (tmp_path / "secrets").mkdir()
-    for file_name in SECRET_FILES.values():
-        (tmp_path / "secrets" / file_name).write_text("x" * 32)
-    with (tmp_path / "secrets" / "signing.key").open("w") as handle:
-        write_signing_keys(handle, [generate_signing_key("a")])
+    secrets_folder(tmp_path)
     (tmp_path / "media").mkdir()
     name, writer = start_writer(plan, loopback, processes, postgres, tmp_path, fresh_database)
     try:
