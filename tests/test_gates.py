@@ -47,6 +47,21 @@ def test_two_stacks_gated_on_each_other_are_refused(tmp_path: Path) -> None:
     assert "prod -> staging -> prod" in line
 
 
+def test_scale_refuses_a_cycle_and_writes_nothing(tmp_path: Path) -> None:
+    folder = stacks(tmp_path, {"prod": "staging", "staging": "prod"})
+    before = (folder / "Pulumi.prod.yaml").read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "synapse_workers", "scale", "--stack", "prod", "-C", str(folder), "--ccu", "900",
+         "--reason", "cycle"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "prod -> staging -> prod" in done.stderr and done.stderr.count("\n") == 1
+    assert (folder / "Pulumi.prod.yaml").read_bytes() == before
+    assert not (folder / "scaling-history.yaml").exists()
+
+
 def test_a_longer_cycle_is_named_whole(tmp_path: Path) -> None:
     folder = stacks(tmp_path, {"a": "b", "b": "organization/synapse-workers/c", "c": "a"})
     with pytest.raises(ConfigError, match="a cycle of gates, a -> b -> c -> a"):

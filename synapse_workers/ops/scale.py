@@ -23,6 +23,7 @@ from synapse_workers.model.load_figures import LOAD_FIGURES
 from synapse_workers.model.settings import NAMESPACE, load_settings
 from synapse_workers.model.stack_config import read_stack_file
 from synapse_workers.ops.files import WriteRefusedError, project_lock, replace_together
+from synapse_workers.ops.gates import GATE_KEY, refuse_gate_cycle
 from synapse_workers.ops.overrides import FLAGS, LoadChange, apply, plan_with_flags
 from synapse_workers.ops.stack_edit import edit_stack_text
 from synapse_workers.ops.whatif import WhatIf, compare
@@ -135,6 +136,7 @@ def scale(
     # writes over this run's change with a file it read before this one wrote.
     with project_lock(project_dir, stack):
         values, secret_keys = read_stack_file(stack, path)
+        refuse_gate_cycle(stack, values.get(GATE_KEY), project_dir)
         old = build_plan(load_settings(stack, values, secret_keys))
         new_values, named = apply(values, change)
         new = plan_with_flags(stack, new_values, secret_keys, named)
