@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from synapse_workers.model.stack_config import PROJECT_FILES
 from synapse_workers.ops.guards import Deployed, GuardError, deployed_from_state
 
 
@@ -29,7 +30,6 @@ class DeployedStates(Protocol):
         ...
 
 
-PROJECT_FILES = ("Pulumi.yaml", "Pulumi.yml")
 MAX_PROJECT_FILE = 1 << 20
 
 
