@@ -3,9 +3,9 @@ load driven through the router by a client, and the figures `recommend` reads co
 
 What it shows: the metrics `recommend` relies on exist in a running Synapse under the names and labels
 the queries use (an unknown name would be "no data", a refusal); the concurrent users it reads are the
-users syncing; the message rate is the rate sent, within TOLERANCE; the proposal follows the step rule;
-`scale --from-recommendation` writes the change and the measurements; the next `recommend` shows the
-targets before and after it. Select alone with `-m e2e`.
+users syncing; the message rate lies between the mean and the peak rate sent, within TOLERANCE; the
+proposal follows the step rule; `scale --from-recommendation` writes the change and the measurements;
+the next `recommend` shows the targets before and after it. Select alone with `-m e2e`.
 """
 
 from __future__ import annotations
@@ -257,8 +257,13 @@ def test_recommend_measures_the_load_driven_through_the_router(
     assert instant < (1 - TOLERANCE) * driven_peak, (instant, driven_peak)
     # Concurrent users: exactly the users long-polling /sync (the sender never syncs).
     assert measured["ccu"] == SYNCING_USERS
-    # Messages per second: the client's own peak over the same span, within TOLERANCE.
-    assert abs(measured["messagesPerSecond"] - driven_peak) <= TOLERANCE * driven_peak, (measured, driven_peak)
+    # Messages per second: between the client's own mean rate and its peak over the same span, within
+    # TOLERANCE. The server persists what the client sent, but on a loaded machine persisting and 1 s
+    # scrapes smear a burst over time, so the server's 15 s peak can fall below the client's (3.0 against
+    # 3.8 once, with other suites on the two cores); it cannot fall below the mean of the whole send, which
+    # outlasts 15 s, nor rise above the client's peak.
+    rate = measured["messagesPerSecond"]
+    assert (1 - TOLERANCE) * driven_mean <= rate <= (1 + TOLERANCE) * driven_peak, (measured, driven_mean, driven_peak)
     # Federation is on in this topology and no remote server shares a room: none known but ourselves.
     assert measured["federatedServers"] == 0
 
