@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import yaml
 
 from synapse_workers.model.stack_config import PROJECT_FILES
+from synapse_workers.model.stack_yaml import StackYamlError, load
 from synapse_workers.ops.guards import Deployed, GuardError, deployed_from_state
 
 
@@ -43,8 +44,8 @@ def project_backend(root: Path) -> str | None:
         if path.stat().st_size > MAX_PROJECT_FILE:
             raise GuardError(f"{path} is over {MAX_PROJECT_FILE} bytes: not a project file")
         try:
-            document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            document: Any = load(path.read_text(encoding="utf-8"))  # as the CLI reads it (stack_yaml.py)
+        except (yaml.YAMLError, StackYamlError, UnicodeDecodeError) as error:
             raise GuardError(f"cannot read {path}: {type(error).__name__}") from None
         backend = document.get("backend") if isinstance(document, dict) else None
         url = backend.get("url") if isinstance(backend, dict) else None

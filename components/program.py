@@ -162,13 +162,14 @@ def run(states: DeployedStates | None = None, root: Path | None = None) -> None:
     """`states` reads what stacks have deployed; by default their state, through the Pulumi CLI. `root`:
     the project folder, where the other stacks' files show a cycle of staging gates."""
     settings = load_from_runtime()
+    folder = project_root(root)
     try:
-        refuse_gate_cycle(settings.stack, settings.staging_gate, project_root(root))
+        refuse_gate_cycle(settings.stack, settings.staging_gate, folder)
         plan = build_plan(settings)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
     revision, digests = program_revision(), template_digests(plan)
-    check_guards(settings, states or deployed_states(), digests, revision)
+    check_guards(settings, states or deployed_states(folder), digests, revision)
     config = pulumi.Config(NAMESPACE)
     secrets = {SECRET_FILES[key]: config.require_secret(key) for key in settings.managed_secrets}
     deploy(plan, secrets, revision, digests)

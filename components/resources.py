@@ -97,13 +97,13 @@ class ConfigCheck(Component):
         )
         self.job = kube.create("synapse-config-check", job, job_opts)
         schema = plan.schema()
-        schema_opts = pulumi.ResourceOptions(
-            parent=self,
-            depends_on=[*after, self.job],
-            replacement_trigger=secret_version,
-            delete_before_replace=True if secret_version is not None else None,
-            # An upgrade's schema deltas on a large database may outlast the provider's ten minutes.
-            custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m"),
+        # The check's options, after the check; an upgrade's schema deltas on a large database may outlast
+        # the provider's ten minutes.
+        schema_opts = pulumi.ResourceOptions.merge(
+            job_opts,
+            pulumi.ResourceOptions(
+                depends_on=[self.job], custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m")
+            ),
         )
         self.schema = kube.create("synapse-schema", schema, schema_opts)
         self.register_outputs({"job": job["metadata"]["name"], "schema": schema["metadata"]["name"]})

@@ -77,9 +77,12 @@ def read_stack_text(stack: str, path: Path) -> str:
     if info.st_size > MAX_STACK_FILE:
         raise StackFileError(stack, path, f"{info.st_size:,} bytes, over the {MAX_STACK_FILE:,} a stack file may have")
     try:
-        data = path.read_bytes()[: MAX_STACK_FILE + 1]
+        with path.open("rb") as handle:
+            data = handle.read(MAX_STACK_FILE + 1)  # bounded: the file may have grown since the stat
     except OSError as error:
         raise StackFileError(stack, path, f"cannot read it: {error.strerror}") from None
+    if len(data) > MAX_STACK_FILE:
+        raise StackFileError(stack, path, f"grew while read, over the {MAX_STACK_FILE:,} a stack file may have")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

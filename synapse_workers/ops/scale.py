@@ -41,10 +41,11 @@ class Scaled:
     record: dict[str, Any]
 
 
-def _mapping(value: Any) -> CommentedMap:
+def _mapping(value: Any) -> Any:
+    """Parsed JSON with every object a CommentedMap, as ruamel writes them back."""
     if isinstance(value, dict):
         return CommentedMap((k, _mapping(v)) for k, v in value.items())
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _child(stack: str, parent: CommentedMap, key: str, where: str) -> CommentedMap:
@@ -62,7 +63,7 @@ def _child(stack: str, parent: CommentedMap, key: str, where: str) -> CommentedM
             parsed = None
         if not isinstance(parsed, dict):
             raise WriteRefusedError(stack, f"{where} holds text that is not a JSON object; not replacing it")
-        node = _mapping(parsed)
+        node = CommentedMap((k, _mapping(v)) for k, v in parsed.items())
         parent[key] = node
     elif not isinstance(node, CommentedMap):
         raise WriteRefusedError(stack, f"{where} holds a {type(node).__name__}, not an object; not replacing it")
