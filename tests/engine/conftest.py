@@ -79,9 +79,23 @@ def scratch_stack(
             work_dir=str(work), pulumi_command=automation.PulumiCommand(root=str(TOOLS))
         ),
     )
+    set_test_secrets(stack)
+    return stack
+
+
+def set_test_secrets(stack: automation.Stack) -> None:
+    """The test secrets and a fresh signing key, as Pulumi secrets of `stack`."""
     for key, value in {**TEST_SECRETS, "signingKey": signing_key()}.items():
         stack.set_config(f"synapse:{key}", automation.ConfigValue(value, secret=True))
-    return stack
+
+
+def pulumi_cli_or_skip(what: str) -> None:
+    """For tests that need only the Pulumi CLI (no cluster): fail in CI without it, skip elsewhere."""
+    if not os.access(BIN / "pulumi", os.X_OK):
+        message = f"{what} needs .tools/bin/pulumi: run `make engine`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @dataclass

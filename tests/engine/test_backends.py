@@ -23,24 +23,16 @@ from components.deployed import AutomationStates
 from components.program import inline_program
 from components.program import run as program_run
 from synapse_workers.ops.guards import DIGEST_ANNOTATION, REVISION_ANNOTATION, GuardError
-from tests.engine.conftest import BIN, PASSPHRASE, TEST_SECRETS, TOOLS, shipped_config, signing_key
+from tests.engine.conftest import BIN, PASSPHRASE, TOOLS, pulumi_cli_or_skip, set_test_secrets, shipped_config
 
 DIGEST, REVISION = "digest-from-the-backend", "revision-from-the-backend"
 PROJECT = "synapse-workers"
 
 
-def _unavailable_cli() -> None:
-    if not os.access(BIN / "pulumi", os.X_OK):
-        message = "the backend tests need .tools/bin/pulumi: run `make engine`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture()
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No backend named anywhere yet: a fresh PULUMI_HOME, no PULUMI_BACKEND_URL, the CLI on PATH."""
-    _unavailable_cli()
+    pulumi_cli_or_skip("the backend tests")
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
@@ -155,8 +147,7 @@ def prod_in(root: Path, program: Callable[[], None]) -> automation.Stack:
             work_dir=str(root), pulumi_command=automation.PulumiCommand(root=str(TOOLS))
         ),
     )
-    for key, value in {**TEST_SECRETS, "signingKey": signing_key()}.items():
-        stack.set_config(f"synapse:{key}", automation.ConfigValue(value, secret=True))
+    set_test_secrets(stack)
     return stack
 
 

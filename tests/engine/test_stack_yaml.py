@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from synapse_workers.model.stack_config import StackFileError, read_stack_file
-from tests.engine.conftest import BIN, PASSPHRASE
+from tests.engine.conftest import BIN, PASSPHRASE, pulumi_cli_or_skip
 
 STACK = "t"
 
@@ -57,6 +57,13 @@ class Cli:
             return done.stderr.strip()
         return {key: entry["value"] for key, entry in json.loads(done.stdout).items()}
 
+    def agree(self, text: str) -> dict[str, str]:
+        """The values the CLI passes for `text`; asserts it reads the file and the reader gives the same."""
+        expected = self.config(text)
+        assert isinstance(expected, dict), expected
+        assert self.ours() == expected
+        return expected
+
     def ours(self) -> dict[str, str] | str:
         try:
             return read_stack_file(STACK, self.path)[0]
@@ -66,11 +73,7 @@ class Cli:
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
-    if not os.access(BIN / "pulumi", os.X_OK):
-        message = "the stack-file comparison needs .tools/bin/pulumi: run `make engine`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    pulumi_cli_or_skip("the stack-file comparison")
     return Cli(tmp_path_factory.mktemp("stack-yaml"))
 
 
@@ -91,9 +94,7 @@ SCALARS = {
 
 
 def test_scalars_as_the_cli_passes_them(cli: Cli) -> None:
-    expected = cli.config(stack_file(SCALARS))
-    assert isinstance(expected, dict), expected
-    assert cli.ours() == expected
+    expected = cli.agree(stack_file(SCALARS))
     assert expected["synapse:on"] == "on" and expected["synapse:sexagesimal"] == "8:20"  # not true, not 500
 
 
@@ -108,9 +109,7 @@ def test_objects_as_the_cli_passes_them(cli: Cli) -> None:
         "  synapse:list: [1, 1e3, ~, true, 'x', 0777]\n"
         '  synapse:jsonText: \'{"synchrotron": {"replicas": 3}}\'\n'
     )
-    expected = cli.config(text)
-    assert isinstance(expected, dict), expected
-    assert cli.ours() == expected
+    cli.agree(text)
 
 
 def test_aliases_and_merge_keys_as_the_cli_follows_them(cli: Cli) -> None:
@@ -121,9 +120,7 @@ def test_aliases_and_merge_keys_as_the_cli_follows_them(cli: Cli) -> None:
         "  synapse:workers:\n"
         "    synchrotron: {<<: {replicas: 2, minReplicas: 2}, replicas: 3}\n"
     )
-    expected = cli.config(text)
-    assert isinstance(expected, dict), expected
-    assert cli.ours() == expected
+    cli.agree(text)
 
 
 @pytest.mark.parametrize(

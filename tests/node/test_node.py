@@ -88,6 +88,17 @@ def external_service(name: str, port: int, host: str, target: int) -> list[dict[
     ]
 
 
+def superuser(env: dict[str, str], dbname: str) -> Any:
+    """A connection to the node's PostgreSQL as the role `make node` made for creating databases."""
+    return psycopg2.connect(
+        host=env["NODE_PG_HOST"],
+        port=int(env["NODE_PG_PORT"]),
+        user=env["NODE_PG_SUPERUSER"],
+        password=env["NODE_PG_PASSWORD"],
+        dbname=dbname,
+    )
+
+
 def ingress_status(kubectl: Any, stopped: threading.Event) -> None:
     """No ingress controller runs on the node: give the router's Ingress the router Service's ClusterIP as
     its address (pulumi-kubernetes waits for one), the address where the router answers on this node."""
@@ -144,13 +155,7 @@ def test_a_staging_like_stack_becomes_ready_on_the_node(
             raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
 
-    admin = psycopg2.connect(
-        host=node_env["NODE_PG_HOST"],
-        port=int(node_env["NODE_PG_PORT"]),
-        user=node_env["NODE_PG_SUPERUSER"],
-        password=node_env["NODE_PG_PASSWORD"],
-        dbname="postgres",
-    )
+    admin = superuser(node_env, "postgres")
     admin.autocommit = True
     stack: automation.Stack | None = None
     stopped = threading.Event()
@@ -185,13 +190,7 @@ def test_a_staging_like_stack_becomes_ready_on_the_node(
         with admin.cursor() as cur:
             cur.execute("SELECT datname FROM pg_database WHERE datname = 'synapse'")
             assert cur.fetchall() == [("synapse",)]
-        schema = psycopg2.connect(
-            host=node_env["NODE_PG_HOST"],
-            port=int(node_env["NODE_PG_PORT"]),
-            user=node_env["NODE_PG_SUPERUSER"],
-            password=node_env["NODE_PG_PASSWORD"],
-            dbname="synapse",
-        )
+        schema = superuser(node_env, "synapse")
         with schema, schema.cursor() as cur:
             cur.execute("SELECT upgraded FROM schema_version")
             assert cur.fetchall() == [(True,)]
