@@ -9,24 +9,19 @@ receive what Synapse sends. Main must show none of it.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
-import requests
 import yaml
 
 from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.synapse.topology import CLIENT_PORT
+from tests.e2e.client import NOTIFY_PATH, Client, Stub, eventually, serve_stub
 from tests.e2e.services import Loopback, Postgres, Processes
 from tests.e2e.topology import (
     MAIN,
@@ -43,51 +38,10 @@ from tests.e2e.topology import (
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class Stub:
-    """A push gateway and an appservice in one loopback HTTP server: records every request it gets."""
-
-    base: str
-    received: list[tuple[str, str, Any]] = field(default_factory=list)
-
-    def wait_for(self, what: str, found: Callable[[str, str, Any], bool], timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(found(m, p, b) for m, p, b in list(self.received)):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"the stub never received {what}: {[(m, p) for m, p, _ in self.received]}")
-
-
 @pytest.fixture(scope="module")
 def stub(loopback: Loopback) -> Iterator[Stub]:
-    received: list[tuple[str, str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
-            received.append((self.command, self.path, body))
-            reply = b'{"rejected": []}' if self.path.startswith("/_matrix/push/") else b"{}"
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        do_GET = do_POST = do_PUT = _answer  # noqa: N815 (http.server dispatches on these names)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((loopback.services, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Stub(f"http://{loopback.services}:{server.server_address[1]}", received)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_stub(loopback.services) as gateway:
+        yield gateway
 
 
 APPSERVICE_SENDER = "e2ebridge"
@@ -130,35 +84,6 @@ def homeserver(
     return start_homeserver(plan, postgres, loopback, processes, workdir, extra)
 
 
-class Client:
-    """Plain HTTP through the router, as one user."""
-
-    def __init__(self, base: str, account: dict[str, Any]) -> None:
-        self.base, self.user_id, self.device_id = base, account["user_id"], account["device_id"]
-        self.session = requests.Session()
-        self.session.trust_env = False
-        self.session.headers["Authorization"] = f"Bearer {account['access_token']}"
-
-    def call(self, method: str, path: str, body: Any = None, ok: bool = True, **kwargs: Any) -> requests.Response:
-        response = self.session.request(method, self.base + path, json=body, timeout=30, **kwargs)
-        if ok:
-            assert response.status_code == 200, (method, path, response.status_code, response.text)
-        return response
-
-    def send(self, room_id: str, text: str) -> str:
-        txn = secrets.token_hex(8)
-        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{txn}"
-        return str(self.call("PUT", path, {"msgtype": "m.text", "body": text}).json()["event_id"])
-
-
-def eventually(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never: {what}")
-        time.sleep(0.3)
-
-
 # (request pattern, the class that must serve it, from Synapse's worker docs and this plan's table)
 DUTY_SERVERS: tuple[tuple[str, str], ...] = (
     (r"PUT /_matrix/client/v3/user/[^/]+/account_data/", "account-data-writer"),
@@ -193,21 +118,12 @@ def test_each_duty_runs_on_its_worker_and_not_on_main(
     bob.call("POST", f"/_matrix/client/v3/join/{quote(room_id)}", {})
 
     # Pusher: Bob's HTTP pusher at the stub's push gateway; Alice's message must reach it.
-    pusher = {
-        "kind": "http",
-        "app_id": "org.example.e2e",
-        "pushkey": secrets.token_hex(8),
-        "app_display_name": "e2e",
-        "device_display_name": "e2e",
-        "lang": "en",
-        "data": {"url": f"{stub.base}/_matrix/push/v1/notify"},
-    }
-    bob.call("POST", "/_matrix/client/v3/pushers/set", pusher)
+    bob.set_pusher(stub)
     time.sleep(1)  # the pusher worker learns of the new pusher over replication
     event_id = alice.send(room_id, "ping for bob's phone")
     stub.wait_for(
         "the push notification",
-        lambda m, p, b: p == "/_matrix/push/v1/notify" and b.get("notification", {}).get("event_id") == event_id,
+        lambda m, p, b: p == NOTIFY_PATH and b.get("notification", {}).get("event_id") == event_id,
     )
     # Appservice: interested in every room, so Alice's message reaches it in a transaction.
     stub.wait_for(

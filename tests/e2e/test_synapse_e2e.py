@@ -13,7 +13,6 @@ routing rule is the generated one. Select alone with `-m e2e`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import re
@@ -36,7 +35,6 @@ from nio import (
     TypingNoticeEvent,
     UploadResponse,
 )
-from synapse.config.homeserver import HomeServerConfig
 
 from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.model.errors import ConfigError
@@ -44,11 +42,11 @@ from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.synapse.topology import CLIENT_PORT
 from tests.e2e.services import MAX_CONNECTIONS, Loopback, Postgres, Processes
 from tests.e2e.topology import (
-    MAIN,
     SERVER_NAME,
     Homeserver,
     check_served_by,
     db_query,
+    expected_persister,
     register,
     start_synapse,
     topology_settings,
@@ -188,21 +186,6 @@ DOCUMENTED_SERVERS: tuple[tuple[str, str], ...] = (
 
 def check_served_by_documented_class(processes: Processes, hs: Homeserver) -> None:
     check_served_by(processes, hs, DOCUMENTED_SERVERS, "docs say")
-
-
-@functools.cache
-def _worker_config(config_path: str, text: str) -> Any:
-    """Main's config as Synapse loads it (cached per content: a topology change rewrites the file); its
-    `worker` section carries Synapse's own event sharding."""
-    return HomeServerConfig.load_config("e2e", ["-c", config_path]).worker
-
-
-def expected_persister(hs: Homeserver, room_id: str) -> str:
-    """The persister Synapse itself shards this room to: its own algorithm over the list main loaded."""
-    path = hs.procs[MAIN][2]
-    worker = _worker_config(str(path), path.read_text())
-    assert list(worker.writers.events) == list(hs.plan.topology.stream_writers["events"])
-    return str(worker.events_shard_config.get_instance(room_id))
 
 
 def check_writers_in_database(pg: Postgres, hs: Homeserver, room_id: str, receipts_sent: bool = True) -> None:
