@@ -80,7 +80,8 @@ def deploy(
     secret_version = None if config.secret is None else config.secret.metadata.resource_version  # type: ignore[attr-defined]
     check = ConfigCheck("synapse-config-check", plan, after(config), secret_version=secret_version)
     # After the check: a config Synapse refuses must stop the update before the quiesce stops anything.
-    marker = RoutingMarker("synapse-routing", plan, after(config, check))
+    marker = RoutingMarker("synapse-routing", plan, after(config, check.job))
+    check.schema_after(plan, marker.marker)
     done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config, check, marker]}
     if plan.pooler_manifests:
         # Every Synapse process connects through it, so it is ready before the first of them starts.

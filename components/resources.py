@@ -73,8 +73,8 @@ def _depends_on(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
 
 
 class ConfigCheck(Component):
-    """The check-config Job, then the schema Job (kube/schema.py); workloads depend on both, and
-    pulumi-kubernetes waits for Jobs to complete."""
+    """The check-config Job, then (`schema_after`) the schema Job (kube/schema.py); workloads depend on
+    both, and pulumi-kubernetes waits for Jobs to complete."""
 
     def __init__(
         self,
@@ -88,25 +88,32 @@ class ConfigCheck(Component):
         replaces the Job (delete first: the name is the same) and the check runs again."""
         super().__init__("synapse:config:ConfigCheck", name, opts)
         job = plan.config_check()
-        after = _depends_on(opts)
-        job_opts = pulumi.ResourceOptions(
+        self.job_opts = pulumi.ResourceOptions(
             parent=self,
-            depends_on=after,
+            depends_on=_depends_on(opts),
             replacement_trigger=secret_version,
             delete_before_replace=True if secret_version is not None else None,
         )
-        self.job = kube.create("synapse-config-check", job, job_opts)
+        self.job = kube.create("synapse-config-check", job, self.job_opts)
+
+    def schema_after(self, plan: Plan, routing: pulumi.Resource) -> None:
+        """The schema Job, after the check and after the routing marker: in a quiesce the marker is
+        created only once every old Synapse pod is gone, so the Job then runs alone and, as any Synapse
+        start does, prunes the stream positions of writers the new lists drop, before the writers start
+        together (kube/schema.py says why that matters). Registered once the marker exists, as the marker
+        itself waits for the check's Job."""
         schema = plan.schema()
         # The check's options, after the check; an upgrade's schema deltas on a large database may outlast
         # the provider's ten minutes.
         schema_opts = pulumi.ResourceOptions.merge(
-            job_opts,
+            self.job_opts,
             pulumi.ResourceOptions(
-                depends_on=[self.job], custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m")
+                depends_on=[self.job, routing],
+                custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m"),
             ),
         )
         self.schema = kube.create("synapse-schema", schema, schema_opts)
-        self.register_outputs({"job": job["metadata"]["name"], "schema": schema["metadata"]["name"]})
+        self.register_outputs({"job": plan.config_check()["metadata"]["name"], "schema": schema["metadata"]["name"]})
 
 
 def _name_of(metadata: object) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 import pytest
 from pulumi_kubernetes.batch.v1 import Job
+from pulumi_kubernetes.core.v1 import ConfigMap
 
 from components import registration as kube
 from components.provider import PROVIDER_NAME
@@ -111,15 +112,19 @@ def test_config_check_waits_for_the_config(options: dict[Any, pulumi.ResourceOpt
     assert _depends_on_names(_job(options, "synapse-config-check-")) == {"synapse-config"}
 
 
-def test_the_schema_job_runs_after_the_check_and_before_every_stage(options: dict[Any, pulumi.ResourceOptions]) -> None:
-    """A config Synapse refuses never reaches the database; the first stage (the stream writers, which refuse
-    an unprepared schema) waits for the schema, as every stage depends on the check's component and a
-    component dependency waits for all of its children."""
+def test_the_schema_job_runs_after_the_check_and_the_routing_marker_and_before_every_stage(
+    options: dict[Any, pulumi.ResourceOptions],
+) -> None:
+    """A config Synapse refuses never reaches the database; the Job waits for the routing marker (in a
+    quiesce, created only once every old Synapse pod is gone, so the Job runs alone); the first stage
+    (the stream writers, which refuse an unprepared schema) waits for the schema, as every stage depends
+    on the check's component and a component dependency waits for all of its children."""
     schema = _job(options, "synapse-schema-")
     deps = schema.depends_on
     assert isinstance(deps, list)
-    jobs = [d for d in deps if isinstance(d, pulumi.CustomResource)]
-    assert len(jobs) == 1 and isinstance(jobs[0], Job)  # the check's Job, the schema's only other sibling
+    resources = [d for d in deps if isinstance(d, pulumi.CustomResource)]
+    # the check's Job (the schema's only sibling) and the marker (the one ConfigMap passed as a dependency)
+    assert len(resources) == 2 and isinstance(resources[0], Job) and isinstance(resources[1], ConfigMap)
     components = {d.logical_name for d in deps if isinstance(d, Component)}
     assert components == {"synapse-config"}
     assert isinstance(schema.parent, Component) and schema.parent.logical_name == "synapse-config-check"
@@ -159,7 +164,10 @@ def test_every_synapse_workload_names_the_routing_marker_which_is_replaced_delet
     (marker_key,) = [k for k in seen if k[0] == "ConfigMap" and k[1].startswith(MARKER_PREFIX)]
     marker, marker_opts = seen[marker_key]
     assert marker_opts.delete_before_replace is True
-    assert _depends_on_names(marker_opts) == {"synapse-config", "synapse-config-check"}
+    deps = marker_opts.depends_on
+    assert isinstance(deps, list) and len(deps) == 2
+    assert isinstance(deps[0], Component) and deps[0].logical_name == "synapse-config"
+    assert isinstance(deps[1], Job)  # the check's Job itself: its component also holds the schema Job, after this
     assert "event-persister" in marker["data"]["routing.yaml"]
     workloads = {
         name: manifest

@@ -12,9 +12,15 @@ need session state). The script reads one file; Synapse reads several by replaci
 order, and the Job merges main's two files the same way before handing them over. It holds one
 connection while it works (the budget counts it), and on an up-to-date schema it only checks and exits.
 
-It runs after the config check (a config Synapse refuses never touches the database) and before the
-first stage, while the processes of the previous revision still run: Synapse keeps each schema usable by
-the releases its `SCHEMA_COMPAT_VERSION` names, which is how main itself upgrades in place.
+It runs after the config check (a config Synapse refuses never touches the database) and the routing
+marker, and before the first stage. In a plain roll the processes of the previous revision still run
+meanwhile: Synapse keeps each schema usable by the releases its `SCHEMA_COMPAT_VERSION` names, which is
+how main itself upgrades in place. In a quiesce (kube/quiesce.py) the marker is created only once every
+old Synapse pod is gone, so the Job runs alone, and that matters for one more thing it does: loading
+the stores, every Synapse process deletes the stream positions of writers its lists no longer name
+(`MultiWriterIdGenerator._load_current_ids`, in a repeatable-read transaction). Writers started
+together on a shrunk list race on that delete, and the losers die at start with "could not serialize
+access due to concurrent delete" (seen in the transitions e2e); the Job, alone, deletes them first.
 """
 
 from __future__ import annotations
