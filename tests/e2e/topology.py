@@ -6,6 +6,7 @@ module that measures the homeserver (Prometheus, `recommend`) runs the same topo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,11 @@ from typing import Any
 import psycopg2
 import requests
 import yaml
+from synapse.config.homeserver import HomeServerConfig
 
 from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.kube.pooler import AUTH_DIR, AUTH_FILE_SCRIPT, CONFIG_DIR, pgbouncer_ini
+from synapse_workers.kube.schema import MERGED_FILE, SCHEMA_TOOL
 from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.model.worker_classes import WORKER_CLASSES
 from synapse_workers.plan import Plan, build_plan
@@ -110,7 +114,11 @@ def localise(
     config["media_store_path"] = str(root / "media")
     config["public_baseurl"] = f"http://{loopback.services}:{CLIENT_PORT}/"
     config.update(TEST_ONLY)
-    config.update(extra or {})
+    for key, value in (extra or {}).items():
+        if key == "database":  # test-only database options beside the plan's (a lowered timeout)
+            config["database"].update(value)
+        else:
+            config[key] = value
     return config
 
 
@@ -146,6 +154,80 @@ def start_synapse(hs_procs: dict[str, tuple[str, str, Path]], processes: Process
             raise AssertionError(f"{name} did not start:\n{processes.log(name)[-3000:]}") from error
 
 
+def stages(plan: Plan) -> list[list[str]]:
+    """The Synapse process names of each rollout stage, in the program's order (`kube/rollout.py`:
+    writers, main, readers), from the workloads' own rules."""
+    by_stage: dict[int, list[str]] = {}
+    for workload in plan.workloads:
+        names = [file_name.removesuffix(".yaml") for file_name, _ in workload.process_configs()]
+        by_stage.setdefault(workload.rules.stage, []).extend(names)
+    return [sorted(by_stage[stage]) for stage in sorted(by_stage)]
+
+
+def start_processes(
+    names: list[str], procs: dict[str, tuple[str, str, Path]], processes: Processes, password: str
+) -> None:
+    """The named Synapse processes together, each healthy before this returns."""
+    env = {**os.environ, "PGPASSWORD": password}
+    started = {}
+    for name in names:
+        app = "synapse.app.homeserver" if name == MAIN else "synapse.app.generic_worker"
+        started[name] = processes.start(name, [sys.executable, "-m", app, "-c", str(procs[name][2])], env)
+    for name in names:
+        try:
+            wait_http(f"http://{procs[name][1]}:{CLIENT_PORT}/health", 180, started[name])
+        except (RuntimeError, TimeoutError) as error:
+            raise AssertionError(f"{name} did not start:\n{processes.log(name)[-3000:]}") from error
+
+
+def start_in_stages(plan: Plan, procs: dict[str, tuple[str, str, Path]], processes: Processes, password: str) -> None:
+    """Each stage's processes together, every one healthy before the next stage starts: what the
+    program's dependencies do after a quiesce (the schema is already there)."""
+    for names in stages(plan):
+        start_processes(names, procs, processes, password)
+
+
+def run_schema_job(plan: Plan, procs: dict[str, tuple[str, str, Path]], password: str) -> None:
+    """The schema Job's command on main's config as this suite lays it out (one file: the Job merges
+    main's two files into one first; `write_configs` already wrote them merged)."""
+    script = plan.schema()["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    assert f"exec {SCHEMA_TOOL} --database-config {MERGED_FILE}" in script
+    tool = Path(sys.executable).parent / SCHEMA_TOOL
+    env = {**os.environ, "PGPASSWORD": password}
+    argv = [str(tool), "--database-config", str(procs[MAIN][2])]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def quiesce(
+    hs: Homeserver,
+    new: Plan,
+    loopback: Loopback,
+    workdir: Path,
+    processes: Processes,
+    password: str,
+    extra: dict[str, Any] | None = None,
+) -> Homeserver:
+    """A change that re-routes, applied as the program applies it (`kube/quiesce.py`): every Synapse
+    process stopped, readers first and each stage gone before the next (the foreground deletes), then
+    the schema Job's tool alone on main's new config (it waits for the new routing marker, so for the
+    stop), then all started on the new configs in stage order. The router restarts only if its config
+    changed."""
+    for names in reversed(stages(hs.plan)):
+        processes.stop_all(names)
+    procs = write_configs(new, loopback, workdir, extra)
+    run_schema_job(new, procs, password)
+    start_in_stages(new, procs, processes, password)
+    servers: dict[str, list[str]] = {}
+    for _, (class_name, address, _) in sorted(procs.items()):
+        servers.setdefault(class_name, []).append(f"{address}:{CLIENT_PORT}")
+    router = haproxy_config(new, bind=loopback.services, servers=servers)
+    if router != hs.router:
+        processes.stop("haproxy")
+        router = start_router(new, procs, loopback, workdir, processes)
+    return Homeserver(new, procs, router)
+
+
 def start_router(
     plan: Plan, hs_procs: dict[str, tuple[str, str, Path]], loopback: Loopback, root: Path, processes: Processes
 ) -> str:
@@ -164,12 +246,16 @@ def start_router(
     return text
 
 
-def start_pgbouncer(plan: Plan, pg: Postgres, loopback: Loopback, processes: Processes) -> None:
-    """The plan's pgbouncer.ini and the pod's own start script, with paths moved out of /etc and /run."""
+def start_pgbouncer(
+    plan: Plan, pg: Postgres, loopback: Loopback, processes: Processes, edit: Callable[[str], str] | None = None
+) -> None:
+    """The plan's pgbouncer.ini and the pod's own start script, with paths moved out of /etc and /run;
+    `edit` changes the ini for a test (a lowered statement timeout)."""
     root = Path(tempfile.mkdtemp(prefix="e2e-pgbouncer-"))
     ini = pgbouncer_ini(
         plan.settings, listen=loopback.services, auth_file=str(root / "userlist.txt"), server=(pg.host, pg.port)
     )
+    ini = edit(ini) if edit else ini
     (root / "pgbouncer.ini").write_text(ini)
     script = AUTH_FILE_SCRIPT.replace(AUTH_DIR, str(root)).replace(CONFIG_DIR, str(root))
     as_user: list[str] = []
@@ -251,10 +337,11 @@ def start_homeserver(
     processes: Processes,
     workdir: Path,
     extra: dict[str, Any] | None = None,
+    pgbouncer_edit: Callable[[str], str] | None = None,
 ) -> Homeserver:
     """PgBouncer, a signing key, every Synapse process of the plan, then the router. `extra` is test-only
     config a module needs on every process (an appservice registration, a push gateway on loopback)."""
-    start_pgbouncer(plan, postgres, loopback, processes)
+    start_pgbouncer(plan, postgres, loopback, processes, pgbouncer_edit)
     procs = write_configs(plan, loopback, workdir, extra)
     keygen = [sys.executable, "-m", "synapse.app.homeserver", "-c", str(procs[MAIN][2]), "--generate-keys"]
     subprocess.run(keygen, check=True, capture_output=True, cwd=workdir)
@@ -262,6 +349,21 @@ def start_homeserver(
     start_synapse(procs, processes, postgres.password)
     router = start_router(plan, procs, loopback, workdir, processes)
     return Homeserver(plan, procs, router)
+
+
+@functools.cache
+def _worker_config(config_path: str, text: str) -> Any:
+    """Main's config as Synapse loads it (cached per content: a topology change rewrites the file); its
+    `worker` section carries Synapse's own event sharding."""
+    return HomeServerConfig.load_config("e2e", ["-c", config_path]).worker
+
+
+def expected_persister(hs: Homeserver, room_id: str) -> str:
+    """The persister Synapse itself shards this room to: its own algorithm over the list main loaded."""
+    path = hs.procs[MAIN][2]
+    worker = _worker_config(str(path), path.read_text())
+    assert list(worker.writers.events) == list(hs.plan.topology.stream_writers["events"])
+    return str(worker.events_shard_config.get_instance(room_id))
 
 
 ACCESS = re.compile(r"Processed request: .*?\"(GET|PUT|POST|DELETE|OPTIONS) (\S+) HTTP")
