@@ -381,6 +381,40 @@ def test_a_change_that_reroutes_nothing_replaces_nothing(engine: Engine) -> None
     assert restarted(applied) == {"media-repository"}
 
 
+def synapse_pods(engine: Engine, namespace: str) -> dict[str, str]:
+    """Running Synapse server pods (no Job pods): name -> component."""
+    pods = json.loads(engine.kubectl("get", "pods", "-n", namespace, "-o", "json"))["items"]
+    return {
+        p["metadata"]["name"]: p["metadata"]["labels"].get("app.kubernetes.io/component", "")
+        for p in pods
+        if p["status"].get("phase") == "Running"
+        and "Job" not in {o["kind"] for o in p["metadata"].get("ownerReferences", [])}
+        and any(v["name"] == "config-shared" for v in p["spec"].get("volumes", []))
+    }
+
+
+def test_a_synchrotron_change_rolls_without_stopping_anything(engine: Engine) -> None:
+    """A reader class's own change re-routes nothing: its pods roll while every other Synapse pod keeps
+    running; a watcher of the API never sees a moment without Synapse pods, nor a second routing."""
+    staging = engine.stacks["staging"]
+    stack_file = engine.project_for("staging") / "Pulumi.staging.yaml"
+    workers = yaml.safe_load(stack_file.read_text())["config"].get("synapse:workers") or {}
+    workers = json.loads(workers) if isinstance(workers, str) else workers
+    workers["synchrotron"] = {"resources": {"requests": {"cpu": "120m"}}}
+    engine.set(staging, "workers", workers)
+    before = synapse_pods(engine, "matrix-staging")
+    with PodWatcher(engine, "matrix-staging") as watcher:
+        applied = steps(engine, staging, "up")
+    after = synapse_pods(engine, "matrix-staging")
+    assert not [s for s in applied if s.op in ("delete-replaced", "replace", "create-replacement")], applied
+    assert restarted(applied) == {"synchrotron"}
+    assert watcher.samples and all(len(sample) == 1 for sample in watcher.samples), "a moment without Synapse"
+    assert len(set().union(*watcher.samples)) == 1, "one routing throughout"
+    rolled = {name for name, part in before.items() if part == "synchrotron"}
+    assert rolled and not rolled & set(after), "the synchrotron pods were replaced"
+    assert {n for n, p in before.items() if p != "synchrotron"} == {n for n, p in after.items() if p != "synchrotron"}
+
+
 def test_an_hpa_bound_change_rolls_no_synapse_pod(engine: Engine) -> None:
     staging = engine.stacks["staging"]
     engine.set(staging, "hpa", {"targetCpuUtilization": 65, "headroom": 1.5})  # lower HPA maximums
@@ -435,6 +469,35 @@ def test_monitoring_objects_reach_the_api_and_restart_nothing(engine: Engine) ->
     rule = engine.get("prometheusrule", "synapse-scaling", "matrix-staging")
     assert rule["spec"] == expected[("PrometheusRule", "synapse-scaling")]["spec"]
     assert generations(engine, "matrix-staging") == before
+
+
+def test_crossing_into_the_guides_phase_3_quiesces_every_process(engine: Engine) -> None:
+    """5,000 → 6,000 CCU turns on the duty classes beyond the guide (pushers, appservices, background
+    work, the user directory, ...): duties leave main, so every process stops before any starts on the new
+    routing. Staging's PostgreSQL needs PgBouncer at that size (the plan says so), enabled in the same
+    change."""
+    staging = engine.stacks["staging"]
+    stack_file = engine.project_for("staging") / "Pulumi.staging.yaml"
+    postgres = yaml.safe_load(stack_file.read_text())["config"]["synapse:postgres"]
+    postgres = json.loads(postgres) if isinstance(postgres, str) else postgres
+    engine.set(staging, "postgres", {**postgres, "pooler": {"enabled": True, "replicas": 2, "poolSize": 40}})
+    engine.set(staging, "ccu", "5000")
+    assert up(engine, staging).summary.result == "succeeded"
+    done = cli("scale", "--stack", "staging", "-C", str(engine.project_for("staging")), "--ccu", "6000",
+               "--reason", "engine test: phase 3")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    reroutes = next(line for line in done.stdout.splitlines() if "re-routes" in line)
+    assert "pusher_instances" in reroutes and "a quiesce" in reroutes, reroutes
+    with PodWatcher(engine, "matrix-staging") as watcher:
+        applied = steps(engine, staging, "up")
+    created = {s.name for s in applied if s.op == "create" and s.kind in ("StatefulSet", "Deployment")}
+    assert "synapse-pusher" in created, created
+    mixed = [pods for sample, pods in zip(watcher.samples, watcher.pods, strict=True) if len(sample) > 1]
+    assert not mixed, mixed[:2]
+    seen = [next(iter(sample)) for sample in watcher.samples if sample]
+    assert len(set(seen)) == 2, "the watcher must have seen the old routing and then the new"
+    assert any(not sample for sample in watcher.samples), "a quiesce has a moment with no Synapse pod"
+    assert set(synapse_pods(engine, "matrix-staging").values()) >= {"pusher", "main", "event-persister"}
 
 
 def test_promote_for_real(engine: Engine) -> None:
