@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,11 @@ from synapse_workers.model.settings import NAMESPACE, SECRET_FILES, Settings, lo
 from synapse_workers.model.stack_config import find_project, refuse_plain_secrets, runtime_config
 from synapse_workers.model.worker_classes import WorkerClass
 from synapse_workers.ops.gates import refuse_gate_cycle
+from synapse_workers.ops.generations import StoredConfig
 from synapse_workers.ops.guards import (
     DIGEST_ANNOTATION,
     REVISION_ANNOTATION,
+    Deployed,
     GuardError,
     gate_refusal,
     maintenance_refusal,
@@ -68,15 +70,20 @@ def replica_table(plan: Plan) -> dict[str, dict[str, Any]]:
 
 
 def deploy(
-    plan: Plan, secret_values: Mapping[str, pulumi.Output[str]], revision: str, digests: Mapping[str, str]
+    plan: Plan,
+    secret_values: Mapping[str, pulumi.Output[str]],
+    revision: str,
+    digests: Mapping[str, str],
+    stored: Sequence[StoredConfig] = (),
 ) -> None:
+    """`stored`: the content-named ConfigMaps the stack's state holds, whose recent contents are kept."""
     provider = kubernetes_provider()
 
     def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
         """Options for a top-level component: its dependencies, and the one provider its children inherit."""
         return pulumi.ResourceOptions(depends_on=list(resources), providers=[provider])
 
-    config = SynapseConfig("synapse-config", ConfigArgs(plan, secret_values), after())
+    config = SynapseConfig("synapse-config", ConfigArgs(plan, secret_values, stored), after())
     secret_version = None if config.secret is None else config.secret.metadata.resource_version  # type: ignore[attr-defined]
     check = ConfigCheck("synapse-config-check", plan, after(config), secret_version=secret_version)
     # After the check: a config Synapse refuses must stop the update before the quiesce stops anything.
@@ -85,7 +92,7 @@ def deploy(
     done: dict[int, list[pulumi.Resource]] = {STAGES.index("config"): [config, check, marker]}
     if plan.pooler_manifests:
         # Every Synapse process connects through it, so it is ready before the first of them starts.
-        pooler = Pooler("synapse-pgbouncer", plan, after(config))
+        pooler = Pooler("synapse-pgbouncer", plan, stored, after(config))
         done[STAGES.index("config")].append(pooler)
     for stage in range(1, len(STAGES)):
         previous = [r for s in range(stage) for r in done.get(s, [])]
@@ -110,21 +117,32 @@ def deploy(
     # After every Synapse workload: a new routing table may name a class (a writer, a duty) that only
     # becomes ready in this update, and HAProxy would send it requests first.
     workloads = [r for stage in range(1, len(STAGES)) for r in done.get(stage, [])]
-    Router("synapse-router", plan, after(config, *workloads))
+    Router("synapse-router", plan, stored, after(config, *workloads))
     monitors = monitoring_manifests(plan)
     if monitors:
         objects = (*monitors, dashboard_configmap(plan))
         Monitoring("synapse-monitoring", objects, after(config))
 
 
-def check_guards(settings: Settings, states: DeployedStates, digests: dict[str, str], revision: str) -> None:
+def own_state(settings: Settings, states: DeployedStates) -> Deployed:
+    """What this stack has deployed: for the maintenance window, and for the earlier config contents an
+    update keeps (ops/generations.py). A stack never updated has nothing deployed."""
+    own = stack_reference_name(pulumi.get_stack(), pulumi.get_organization(), pulumi.get_project())
+    try:
+        return states.deployed(own, with_history=False)
+    except GuardError as error:
+        raise pulumi.RunError(f"stack '{settings.stack}': cannot read what it has deployed: {error}") from None
+
+
+def check_guards(
+    settings: Settings, states: DeployedStates, own: Deployed, digests: dict[str, str], revision: str
+) -> None:
     """The prod guards, on what the stacks' states say is deployed: a maintenance window for restarting
-    main, and staging first. Both read state before anything of ours is registered."""
+    main (`own`: this stack's), and staging first. Both read state before anything of ours is registered."""
     refusals = []
     project, org = pulumi.get_project(), pulumi.get_organization()
     try:
         if settings.require_maintenance_window and not settings.maintenance_window:
-            own = states.deployed(stack_reference_name(pulumi.get_stack(), org, project), with_history=False)
             refusals.append(maintenance_refusal(settings, own.digests, digests))
         if settings.staging_gate is not None:
             gate = states.deployed(stack_reference_name(settings.staging_gate, org, project), with_history=True)
@@ -170,10 +188,12 @@ def run(states: DeployedStates | None = None, root: Path | None = None) -> None:
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
     revision, digests = program_revision(), template_digests(plan)
-    check_guards(settings, states or deployed_states(folder), digests, revision)
+    reader = states or deployed_states(folder)
+    own = own_state(settings, reader)
+    check_guards(settings, reader, own, digests, revision)
     config = pulumi.Config(NAMESPACE)
     secrets = {SECRET_FILES[key]: config.require_secret(key) for key in settings.managed_secrets}
-    deploy(plan, secrets, revision, digests)
+    deploy(plan, secrets, revision, digests, own.configs)
     pulumi.export("namespace", settings.namespace)
     pulumi.export("phase", plan.phase.name)
     pulumi.export("replicas", replica_table(plan))

@@ -14,6 +14,7 @@ import pulumi
 from components import registration as kube
 from synapse_workers.kube.manifests import Manifest
 from synapse_workers.kube.workload import Workload
+from synapse_workers.ops.generations import POOLER, ROUTER, SYNAPSE_CONFIG, StoredConfig, config_registrations
 from synapse_workers.plan import Plan
 
 
@@ -24,6 +25,7 @@ class Component(pulumi.ComponentResource):
     def __init__(self, token: str, name: str, opts: pulumi.ResourceOptions | None) -> None:
         super().__init__(token, name, None, opts)
         self.logical_name = name
+        self.token = token
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,30 @@ class ConfigArgs:
     plan: Plan
     secret_values: Mapping[str, pulumi.Output[str]]
     """Secret file name → value, for the managed Secret; empty with synapse:existingSecret."""
+    stored: Sequence[StoredConfig] = ()
+    """The content-named ConfigMaps the stack's state holds: earlier contents are kept (ops/generations.py)."""
+
+
+def register_configs(
+    parent: Component, current: Sequence[Manifest], stored: Sequence[StoredConfig], after: list[pulumi.Resource]
+) -> list[pulumi.CustomResource]:
+    """A component's content-named ConfigMaps, each named after its content, and the earlier contents it
+    keeps; one the state holds under an older program's fixed name takes that name as an alias."""
+    created = []
+    for config in config_registrations(parent.token, current, stored):
+        aliases: list[pulumi.Input[str] | pulumi.Alias] | None = (
+            [pulumi.Alias(name=config.alias)] if config.alias else None
+        )
+        opts = pulumi.ResourceOptions(parent=parent, depends_on=list(after), aliases=aliases)
+        created.append(kube.create(config.logical, config.manifest, opts))
+    return created
 
 
 class SynapseConfig(Component):
     """Everything the processes read: namespace, secrets, the content-addressed ConfigMaps, media claim."""
 
     def __init__(self, name: str, args: ConfigArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("synapse:config:SynapseConfig", name, opts)
+        super().__init__(SYNAPSE_CONFIG, name, opts)
         plan = args.plan
         after: list[pulumi.Resource] = []
         self.resources: list[pulumi.CustomResource] = []
@@ -53,15 +72,7 @@ class SynapseConfig(Component):
             if manifest["kind"] == "Secret":
                 self.secret = resource
             self.resources.append(resource)
-        for config_file, manifest in zip(plan.config_files, plan.configmaps(), strict=True):
-            # A stable logical name per part: new content shows as a replacement of the same resource.
-            self.resources.append(
-                kube.create(
-                    f"synapse-{config_file.part}-config",
-                    manifest,
-                    pulumi.ResourceOptions(parent=self, depends_on=list(after)),
-                )
-            )
+        self.resources.extend(register_configs(self, plan.configmaps(), args.stored, after))
         self.register_outputs({"configmaps": [f.configmap_name for f in plan.config_files]})
 
 
@@ -136,34 +147,44 @@ class RoutingMarker(Component):
 
 
 class _ConfiguredService(Component):
-    """A Deployment with its content-addressed ConfigMap and the objects around it. The ConfigMap keeps
-    one logical name, so new content shows as a replacement of the same resource."""
+    """A Deployment with its content-addressed ConfigMap (and the earlier contents kept) and the objects
+    around it."""
 
     def __init__(
-        self, token: str, name: str, manifests: Sequence[Manifest], opts: pulumi.ResourceOptions | None
+        self,
+        token: str,
+        name: str,
+        manifests: Sequence[Manifest],
+        stored: Sequence[StoredConfig],
+        opts: pulumi.ResourceOptions | None,
     ) -> None:
         super().__init__(token, name, opts)
         after = _depends_on(opts)
-        self.resources = []
+        configs = [m for m in manifests if m["kind"] == "ConfigMap"]
+        self.resources = register_configs(self, configs, stored, after)
         for manifest in manifests:
-            logical = f"{name}-config" if manifest["kind"] == "ConfigMap" else manifest["metadata"]["name"]
-            child = pulumi.ResourceOptions(parent=self, depends_on=after)
-            self.resources.append(kube.create(logical, manifest, child))
+            if manifest["kind"] != "ConfigMap":
+                child = pulumi.ResourceOptions(parent=self, depends_on=after)
+                self.resources.append(kube.create(manifest["metadata"]["name"], manifest, child))
         self.register_outputs({})
 
 
 class Router(_ConfiguredService):
     """HAProxy in front of every Synapse process, with its config, Service and Ingress."""
 
-    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("synapse:router:Router", name, plan.router_manifests, opts)
+    def __init__(
+        self, name: str, plan: Plan, stored: Sequence[StoredConfig], opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(ROUTER, name, plan.router_manifests, stored, opts)
 
 
 class Pooler(_ConfiguredService):
     """PgBouncer between Synapse and PostgreSQL (synapse:postgres.pooler.enabled)."""
 
-    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("synapse:database:Pooler", name, plan.pooler_manifests, opts)
+    def __init__(
+        self, name: str, plan: Plan, stored: Sequence[StoredConfig], opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(POOLER, name, plan.pooler_manifests, stored, opts)
 
 
 class Monitoring(Component):

@@ -102,7 +102,8 @@ def test_prod_refuses_what_staging_has_not_deployed(gate: Deployed, fragment: st
         run_program("prod", base_values(stagingGate="staging"), mocks=mocks, states=states)
     assert fragment in str(caught.value)
     assert _kubernetes(mocks) == []
-    assert states.asked == ["organization/synapse-workers/staging"]
+    # its own state (for the configs it keeps), then the gate's
+    assert states.asked == ["organization/synapse-workers/prod", "organization/synapse-workers/staging"]
 
 
 def test_a_gate_stack_that_does_not_exist_is_one_line() -> None:
@@ -125,16 +126,30 @@ def test_gate_can_name_another_stack_in_full() -> None:
     states = FixedStates({"canary": staged()})
     mocks = _run(base_values(stagingGate="acme/synapse-workers/canary"), states)
     assert "synapse-main" in _kubernetes(mocks)
-    assert states.asked == ["acme/synapse-workers/canary"]
+    assert states.asked == ["organization/synapse-workers/prod", "acme/synapse-workers/canary"]
 
 
 def test_staging_has_no_guards() -> None:
+    """No other stack is read; its own state is, for the earlier config contents it keeps."""
     values, secret_keys = stack_values("staging")
     states = FixedStates({})
     mocks = RecordingMocks()
     run_program("staging", values, secret_keys, mocks=mocks, states=states)
-    assert states.asked == []
+    assert states.asked == ["organization/synapse-workers/staging"]
     assert _kubernetes(mocks)
+
+
+def test_its_own_state_unreadable_is_one_line_and_registers_nothing() -> None:
+    values, secret_keys = stack_values("staging")
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        states = FixedStates({}, absent=frozenset({"staging"}))
+        run_program("staging", values, secret_keys, mocks=mocks, states=states)
+    assert str(caught.value) == (
+        "stack 'staging': cannot read what it has deployed: "
+        "stack 'organization/synapse-workers/staging' does not exist in this backend"
+    )
+    assert _kubernetes(mocks) == []
 
 
 def test_prod_stack_file_turns_both_guards_on() -> None:

@@ -73,6 +73,7 @@ def configured_service(
             "spec": {
                 "replicas": service.replicas,
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "revisionHistoryLimit": k8s.REVISION_HISTORY,
                 "selector": {"matchLabels": k8s.selector(settings, component)},
                 "template": template,
             },

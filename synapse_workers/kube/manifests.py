@@ -209,6 +209,7 @@ def deployment(settings: Settings, name: str, component: str, replicas: int, tem
             # The HPA owns this field after creation; the Pulumi layer ignores later changes to it.
             "replicas": replicas,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "revisionHistoryLimit": REVISION_HISTORY,
             "selector": {"matchLabels": selector(settings, component)},
             "template": template,
         },
@@ -275,6 +276,17 @@ def namespace(settings: Settings) -> Manifest:
         "kind": "Namespace",
         "metadata": {"name": settings.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
     }
+
+
+KEPT_GENERATIONS = 3
+"""Contents kept of each content-named ConfigMap: the current one and the two before it (collected by
+the program after that: ops/generations.py)."""
+REVISION_HISTORY = KEPT_GENERATIONS - 1
+"""Old ReplicaSets a Deployment keeps (Kubernetes keeps 10): no more than there are earlier config
+contents kept, so any revision `kubectl rollout undo` can bring back finds its ConfigMaps. Not set on
+StatefulSets: pulumi-kubernetes replaces a StatefulSet when that field changes, which would stop every
+writer of a deployed stack once; their controller only ever starts the current and the update revision
+(both kept), and `rollout undo` of a StatefulSet reaches back two revisions safely."""
 
 
 def configmap(settings: Settings, config: ConfigFile) -> Manifest:

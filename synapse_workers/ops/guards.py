@@ -19,6 +19,7 @@ from typing import Any
 from synapse_workers.kube.network_policy import NOT_SYNAPSE
 from synapse_workers.model.settings import NAMESPACE, Settings
 from synapse_workers.model.worker_classes import MAIN
+from synapse_workers.ops.generations import CONFIG_PARENTS, StoredConfig, stored_configs
 
 DIGEST_ANNOTATION = "synapse-workers/pod-template-digest"
 REVISION_ANNOTATION = "synapse-workers/revision"
@@ -34,6 +35,8 @@ class Deployed:
     revisions: dict[str, str] = field(default_factory=dict)
     last_result: str | None = None
     """`succeeded`, `failed` or `in-progress`; None when the stack was never updated."""
+    configs: tuple[StoredConfig, ...] = ()
+    """Its content-named ConfigMaps (ops/generations.py), for the earlier contents an update keeps."""
 
 
 def deployed_from_state(deployment: Mapping[str, Any], last_result: str | None) -> Deployed:
@@ -54,7 +57,10 @@ def deployed_from_state(deployment: Mapping[str, Any], last_result: str | None) 
         if REVISION_ANNOTATION in annotations:
             revisions[part] = annotations[REVISION_ANNOTATION]
     return Deployed(
-        digests=dict(sorted(digests.items())), revisions=dict(sorted(revisions.items())), last_result=last_result
+        digests=dict(sorted(digests.items())),
+        revisions=dict(sorted(revisions.items())),
+        last_result=last_result,
+        configs=stored_configs(deployment, CONFIG_PARENTS),
     )
 
 

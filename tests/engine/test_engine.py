@@ -424,6 +424,80 @@ def test_an_hpa_bound_change_rolls_no_synapse_pod(engine: Engine) -> None:
     assert generations(engine, "matrix-staging") == before
 
 
+def configmaps_of(engine: Engine, namespace: str, family: str) -> list[str]:
+    """The family's ConfigMaps in the cluster, oldest first (as the program orders them: creation, name)."""
+    items = json.loads(engine.kubectl("get", "configmaps", "-n", namespace, "-o", "json"))["items"]
+    found = [
+        (i["metadata"]["creationTimestamp"], i["metadata"]["name"])
+        for i in items
+        if i["metadata"]["name"].rsplit("-", 1)[0] == family
+    ]
+    return [name for _, name in sorted(found)]
+
+
+def all_configmaps(engine: Engine, namespace: str) -> set[str]:
+    items = json.loads(engine.kubectl("get", "configmaps", "-n", namespace, "-o", "json"))["items"]
+    return {i["metadata"]["name"] for i in items}
+
+
+def revision_configmaps(engine: Engine, namespace: str) -> set[str]:
+    """Every ConfigMap a revision `kubectl rollout undo` can bring back would mount: every ReplicaSet a
+    Deployment keeps, and a StatefulSet's three newest ControllerRevisions (the current one and the two
+    before it: older ones are not covered, README)."""
+    sets = json.loads(engine.kubectl("get", "rs", "-n", namespace, "-o", "json"))["items"]
+    revisions = json.loads(engine.kubectl("get", "controllerrevisions", "-n", namespace, "-o", "json"))["items"]
+    newest: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for r in revisions:
+        owner = next((o["name"] for o in r["metadata"].get("ownerReferences", [])), "")
+        newest.setdefault(owner, []).append((int(r["revision"]), r["data"]["spec"]["template"]))
+    templates = [rs["spec"]["template"] for rs in sets]
+    templates += [t for found in newest.values() for _, t in sorted(found, key=lambda x: x[0])[-3:]]
+    return {v["configMap"]["name"] for t in templates for v in t["spec"].get("volumes", []) if "configMap" in v}
+
+
+def test_earlier_configs_are_kept_then_collected_and_a_rollback_finds_them(engine: Engine) -> None:
+    """Three config changes of one class: each update keeps the two contents before it (pods of an
+    earlier revision can start throughout), the program collects older ones itself at the end of an
+    update, every revision the cluster keeps finds its ConfigMaps, and going back to the previous stack
+    file creates and deletes no ConfigMap at all."""
+    staging, namespace, family = engine.stacks["staging"], "matrix-staging", "synapse-generic-worker"
+    stack_file = engine.project_for("staging") / "Pulumi.staging.yaml"
+    workers = yaml.safe_load(stack_file.read_text())["config"].get("synapse:workers") or {}
+    workers = json.loads(workers) if isinstance(workers, str) else workers
+    history = configmaps_of(engine, namespace, family)
+    assert 1 <= len(history) <= 3, history
+    for cp_max in (4, 3, 2):
+        workers["generic-worker"] = {"database": {"cpMax": cp_max}}
+        engine.set(staging, "workers", workers)
+        applied = steps(engine, staging, "up")
+        assert not [s for s in applied if s.kind == "ConfigMap" and s.op in ("replace", "delete-replaced")]
+        (created,) = [s.name for s in applied if s.kind == "ConfigMap" and s.op == "create"]
+        history.append(created)
+        deleted = {s.name for s in applied if s.kind == "ConfigMap" and s.op == "delete"}
+        assert deleted <= set(history[:-3]), (cp_max, deleted)  # never one of the last three contents
+        assert configmaps_of(engine, namespace, family) == history[-3:]
+    current = history[-3:]
+    missing = revision_configmaps(engine, namespace) - all_configmaps(engine, namespace)
+    assert not missing, f"revisions the cluster keeps would not find {missing}"
+
+    # Back to the previous stack file: its ConfigMap is still there, so no ConfigMap changes at all.
+    workers["generic-worker"] = {"database": {"cpMax": 3}}
+    engine.set(staging, "workers", workers)
+    applied = steps(engine, staging, "up")
+    assert not [s for s in applied if s.kind == "ConfigMap"], applied
+    assert restarted(applied) == {"generic-worker"}
+    assert configmaps_of(engine, namespace, family) == current
+    # An operator's own `kubectl rollout undo` brings back a revision whose config exists...
+    engine.kubectl("rollout", "undo", "deployment/synapse-generic-worker", "-n", namespace)
+    template = engine.get("deployment", family, namespace)["spec"]["template"]
+    mounted = {v["configMap"]["name"] for v in template["spec"]["volumes"] if "configMap" in v}
+    assert current[-1] in mounted and mounted <= all_configmaps(engine, namespace)
+    # ...and `up` with a refresh puts the stack file's revision back.
+    assert up(engine, staging, refresh=True).summary.result == "succeeded"
+    template = engine.get("deployment", family, namespace)["spec"]["template"]
+    assert current[1] in {v["configMap"]["name"] for v in template["spec"]["volumes"] if "configMap" in v}
+
+
 def test_refresh_after_the_hpa_moved_replicas_shows_no_drift(engine: Engine) -> None:
     """The HPA writes spec.replicas through the scale subresource (here `kubectl scale`, as the fake
     cluster has no metrics for a real HPA to act on). A refresh records it and reports every resource
