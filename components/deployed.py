@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
 from synapse_workers.model.stack_config import PROJECT_FILES
 from synapse_workers.model.stack_yaml import StackYamlError, load
 from synapse_workers.ops.guards import Deployed, GuardError, deployed_from_state
+
+if TYPE_CHECKING:
+    from pulumi.automation import PulumiCommand
 
 
 class DeployedStates(Protocol):
@@ -60,17 +63,23 @@ def project_backend(root: Path) -> str | None:
 
 
 class AutomationStates:
-    """The real reader: the stack's exported state and, when asked, its last update's result."""
+    """The real reader: the stack's exported state and, when asked, its last update's result. Every run
+    reads its own stack (the configs it keeps), so the reading is kept to what it needs: one `pulumi`
+    command object for all reads (creating one runs `pulumi version`), and for a state alone one
+    `pulumi stack export`, with no `stack select` first."""
 
     def __init__(self, project: str, root: Path | None = None) -> None:
         """`root`: the folder of the project's `Pulumi.yaml` (`pulumi.get_root_directory()`)."""
         self.project = project
         self.root = root
+        self.command: PulumiCommand | None = None
 
     def deployed(self, stack: str, *, with_history: bool) -> Deployed:
         from pulumi import automation  # noqa: PLC0415 (only a real run reads state)
 
         backend = project_backend(self.root) if self.root is not None else None
+        if self.command is None:
+            self.command = automation.PulumiCommand(skip_version_check=True)
         with tempfile.TemporaryDirectory(prefix="synapse-workers-guard-") as scratch:
             workspace = automation.LocalWorkspace(
                 work_dir=scratch,
@@ -79,11 +88,15 @@ class AutomationStates:
                     runtime="python",
                     backend=automation.ProjectBackend(url=backend) if backend else None,
                 ),
+                pulumi_command=self.command,
             )
             try:
-                handle = automation.Stack.select(stack, workspace)
-                state = handle.export_stack().deployment or {}
-                history = handle.history(page_size=1) if with_history else []
+                if with_history:
+                    handle = automation.Stack.select(stack, workspace)
+                    state = handle.export_stack().deployment or {}
+                    history = handle.history(page_size=1)
+                else:
+                    state, history = workspace.export_stack(stack).deployment or {}, []
             except automation.CommandError as error:
                 text = str(error)
                 if "no stack named" in text or "not found" in text:
