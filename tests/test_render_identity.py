@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = "fca0fda3fce8de6f180667a1f860928626c1ff09"
+BASELINE = "bcad4daede60b710dfba5a758fa27941fd4d2b94"
 """#19 merged: plan answers before refusing, render lists the files it owns (#19)."""
 REVISION = re.compile(rb"(synapse-workers/revision: )[0-9a-f]{16}")
 
