@@ -8,7 +8,7 @@ from typing import Any
 
 import pulumi
 
-from components.deployed import AutomationStates, DeployedStates
+from components.deployed import CliStates, DeployedStates
 from components.provider import kubernetes_provider
 from components.resources import (
     ConfigArgs,
@@ -166,9 +166,9 @@ def project_root(root: Path | None = None) -> Path:
     return find_project(Path.cwd()) or Path.cwd()
 
 
-def deployed_states(root: Path | None = None) -> AutomationStates:
+def deployed_states(root: Path | None = None) -> CliStates:
     """The real reader, for the backend this update runs against (components/deployed.py)."""
-    return AutomationStates(pulumi.get_project(), project_root(root))
+    return CliStates(pulumi.get_project(), project_root(root))
 
 
 def inline_program(project_dir: Path) -> Callable[[], None]:

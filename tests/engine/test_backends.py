@@ -2,7 +2,7 @@
 `backend.url` in the project's `Pulumi.yaml` (#22). Real Pulumi CLI, file backends, no cluster.
 
 A staging stack is made in a file backend with a known deployment (`pulumi stack import`: one StatefulSet
-carrying the annotations the guards read); the real reader (`components.deployed.AutomationStates`) then
+carrying the annotations the guards read); the real reader (`components.deployed.CliStates`) then
 reads it back with the backend named each way and no other, and an inline run of the program itself,
 whose project file alone names the backend, is refused by the prod gate for what staging really runs.
 """
@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pulumi import automation
 
-from components.deployed import AutomationStates
+from components.deployed import CliStates
 from components.program import inline_program
 from components.program import run as program_run
 from synapse_workers.ops.guards import DIGEST_ANNOTATION, REVISION_ANNOTATION, GuardError
@@ -96,7 +96,7 @@ def staging_in(state: Path, work: Path) -> None:
 
 
 def read(root: Path) -> tuple[dict[str, str], dict[str, str]]:
-    deployed = AutomationStates(PROJECT, root).deployed("staging", with_history=False)
+    deployed = CliStates(PROJECT, root).deployed("staging", with_history=False)
     return deployed.digests, deployed.revisions
 
 
