@@ -6,6 +6,7 @@ Thin by design: every manifest comes from the plan; these classes only register 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,10 +21,20 @@ from synapse_workers.plan import Plan
 
 class Component(pulumi.ComponentResource):
     """Our components keep the logical name they were given, so what depends on what can be read back
-    (the SDK keeps it only in private fields)."""
+    (the SDK keeps it only in private fields).
+
+    A component registers without the dependencies in its options and hands them to its children
+    (`self.after`): it creates nothing itself, and a component that waited for them would hold its
+    children back by one more round trip to the engine, in every preview, at every stage of the
+    rollout order (the order of what is created is the children's, unchanged)."""
 
     def __init__(self, token: str, name: str, opts: pulumi.ResourceOptions | None) -> None:
-        super().__init__(token, name, None, opts)
+        self.after = _depends_on(opts)
+        own = None
+        if opts is not None:
+            own = copy.copy(opts)
+            own.depends_on = None
+        super().__init__(token, name, None, own)
         self.logical_name = name
         self.token = token
 
@@ -101,7 +112,7 @@ class ConfigCheck(Component):
         job = plan.config_check()
         self.job_opts = pulumi.ResourceOptions(
             parent=self,
-            depends_on=_depends_on(opts),
+            depends_on=self.after,
             replacement_trigger=secret_version,
             delete_before_replace=True if secret_version is not None else None,
         )
@@ -140,7 +151,7 @@ class RoutingMarker(Component):
 
     def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("synapse:config:RoutingMarker", name, opts)
-        child = pulumi.ResourceOptions(parent=self, depends_on=_depends_on(opts), delete_before_replace=True)
+        child = pulumi.ResourceOptions(parent=self, depends_on=self.after, delete_before_replace=True)
         self.marker = kube.create("synapse-routing", plan.routing_marker, child)
         self.name: pulumi.Output[str] = self.marker.metadata.apply(_name_of)  # type: ignore[attr-defined]
         self.register_outputs({"name": self.name})
@@ -159,7 +170,7 @@ class _ConfiguredService(Component):
         opts: pulumi.ResourceOptions | None,
     ) -> None:
         super().__init__(token, name, opts)
-        after = _depends_on(opts)
+        after = self.after
         configs = [m for m in manifests if m["kind"] == "ConfigMap"]
         self.resources = register_configs(self, configs, stored, after)
         for manifest in manifests:
@@ -192,7 +203,7 @@ class Monitoring(Component):
 
     def __init__(self, name: str, manifests: Sequence[Manifest], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("synapse:monitoring:Monitoring", name, opts)
-        child = pulumi.ResourceOptions(parent=self, depends_on=_depends_on(opts))
+        child = pulumi.ResourceOptions(parent=self, depends_on=self.after)
         self.resources = [kube.create(m["metadata"]["name"], m, child) for m in manifests]
         self.register_outputs({"objects": [m["metadata"]["name"] for m in manifests]})
 
