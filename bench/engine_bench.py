@@ -3,10 +3,11 @@
 Run:  make engine cluster-tools && venv/bin/python bench/engine_bench.py      (about 5 minutes on two cores)
 
 Preview: the project's program (inline, through the Automation API) against a program that registers the
-same Kubernetes manifests with no logic, at 1,000, 20,000 and 200,000 CCU, each in a fresh child process
-(best wall time of 3; peak memory = the child's own maximum RSS, the Pulumi CLI's and the provider's
-beside it). The default provider renders YAML to a folder (`kubernetes:renderYamlToDirectory`), so
-preview measures the program and the engine, not a cluster.
+same Kubernetes manifests with no logic, through the same explicit provider, at 1,000, 7,000, 20,000 and
+200,000 CCU (the guide's phases 1, 3 and 4, and beyond it), each in a fresh child process (best wall time
+of 3; peak memory = the child's own maximum RSS, the Pulumi CLI's and the provider's beside it). Both
+preview against the local control plane (started if none runs, stopped after), as the program's provider
+takes its cluster from the environment; a fresh stack each time, so every object is a `create`.
 
 Up: the local control plane (started if none runs, stopped after), a 20,000-CCU stack from empty, then
 a CCU change to 25,000, with the engine tests' check executor and stand-in ingress controller running
@@ -16,6 +17,7 @@ a CCU change to 25,000, with the engine tests' check executor and stand-in ingre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TOOLS = ROOT / ".tools"
 
-LOADS = (1000, 20000, 200000)
+LOADS = (1000, 7000, 20000, 200000)
 REPEATS = 3
 
 
@@ -52,7 +54,7 @@ def _environment(scratch: Path) -> None:
     (scratch / "home").mkdir(exist_ok=True)
 
 
-def _stack(name: str, work: Path, program: Callable[[], None], ccu: int, render_to: Path | None) -> Any:
+def _stack(name: str, work: Path, program: Callable[[], None], ccu: int) -> Any:
     """Prod at `ccu`, without the guards (they read other stacks), with the engine tests' secrets."""
     from tests.engine.conftest import scratch_stack, shipped_config  # noqa: PLC0415
 
@@ -61,8 +63,6 @@ def _stack(name: str, work: Path, program: Callable[[], None], ccu: int, render_
         config.pop(key)
     config["synapse:ccu"] = str(ccu)
     config["synapse:postgres"]["pooler"]["maxClientConnections"] = 100000
-    if render_to is not None:
-        config["kubernetes:renderYamlToDirectory"] = str(render_to)
     return scratch_stack(name, work, config, program)
 
 
@@ -86,12 +86,14 @@ def measure_preview(kind: str, ccu: int) -> dict[str, Any]:
             import pulumi  # noqa: PLC0415
 
             from components import registration  # noqa: PLC0415
+            from components.provider import kubernetes_provider  # noqa: PLC0415
 
+            opts = pulumi.ResourceOptions(provider=kubernetes_provider())
             for index, manifest in enumerate(manifests):
-                registration.create(f"r{index}", manifest, pulumi.ResourceOptions())
+                registration.create(f"r{index}", manifest, opts)
 
         program = baseline
-    stack = _stack("bench", scratch / "project", program, ccu, scratch / "rendered")
+    stack = _stack("bench", scratch / "project", program, ccu)
     start = time.perf_counter()
     result = stack.preview(color="never")
     seconds = time.perf_counter() - start + (imports if kind == "program" else 0.0)
@@ -133,9 +135,6 @@ def measure_up() -> tuple[float, float, int]:
 
     scratch = Path(tempfile.mkdtemp(prefix="engine-bench-up-"))
     _environment(scratch)
-    started_cluster = not (TOOLS / "cluster" / "pids").exists()
-    if started_cluster:
-        subprocess.run(["bash", str(ROOT / "scripts/cluster/cluster-up.sh")], check=True, capture_output=True)
     from tests.engine.executor import CheckExecutor, ingress_controller  # noqa: PLC0415
 
     kubectl = str(TOOLS / "bin" / "kubectl")
@@ -147,7 +146,7 @@ def measure_up() -> tuple[float, float, int]:
     for helper in helpers:
         helper.start()
     try:
-        stack = _stack("bench", scratch / "project", run, 20000, None)
+        stack = _stack("bench", scratch / "project", run, 20000)
         start = time.perf_counter()
         result = stack.up(color="never")
         first = time.perf_counter() - start
@@ -162,7 +161,18 @@ def measure_up() -> tuple[float, float, int]:
     finally:
         executor.stopped.set()
         stopped.set()
-        if started_cluster:
+
+
+@contextlib.contextmanager
+def local_cluster() -> Iterator[None]:
+    """The local control plane for the whole run: started if none runs, and then stopped after."""
+    started = not (TOOLS / "cluster" / "pids").exists()
+    if started:
+        subprocess.run(["bash", str(ROOT / "scripts/cluster/cluster-up.sh")], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        if started:
             subprocess.run(["bash", str(ROOT / "scripts/cluster/cluster-down.sh")], check=False, capture_output=True)
 
 
@@ -177,6 +187,11 @@ def main() -> None:
         return
     for ccu in LOADS:
         _manifests(ccu)
+    with local_cluster():
+        previews_then_up(args.skip_up)
+
+
+def previews_then_up(skip_up: bool) -> None:
     print(f"{'preview':<12}{'CCU':>9}{'program':>10}{'baseline':>10}{'ratio':>8}{'peak MB':>9}{'creates':>9}")
     for ccu in LOADS:
         program, baseline = child("program", ccu), child("baseline", ccu)
@@ -186,7 +201,7 @@ def main() -> None:
             f"{program['peak_mb']:>9.0f}{program['creates']:>9}"
         )
     print("target: program <= 1.2x the no-logic baseline at every load, flat in CCU")
-    if not args.skip_up:
+    if not skip_up:
         first, second, objects = measure_up()
         print(f"\nup, 20,000 CCU from empty on the local cluster: {first:.1f} s ({objects} creates); target < 60 s")
         print(f"up, CCU 20,000 -> 25,000: {second:.1f} s")
