@@ -117,6 +117,7 @@ class ConfigCheck(Component):
             delete_before_replace=True if secret_version is not None else None,
         )
         self.job = kube.create("synapse-config-check", job, self.job_opts)
+        self.job_name = str(job["metadata"]["name"])
 
     def schema_after(self, plan: Plan, routing: pulumi.Resource) -> None:
         """The schema Job, after the check and after the routing marker: in a quiesce the marker is
@@ -135,7 +136,7 @@ class ConfigCheck(Component):
             ),
         )
         self.schema = kube.create("synapse-schema", schema, schema_opts)
-        self.register_outputs({"job": plan.config_check()["metadata"]["name"], "schema": schema["metadata"]["name"]})
+        self.register_outputs({"job": self.job_name, "schema": schema["metadata"]["name"]})
 
 
 def _name_of(metadata: object) -> str:
