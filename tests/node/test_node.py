@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+import yaml
 from pulumi import automation
 
 from tests.engine.conftest import PASSPHRASE, TEST_SECRETS, scratch_stack, shipped_config
@@ -208,6 +209,30 @@ def test_a_staging_like_stack_becomes_ready_on_the_node(
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"http://{router}:8008/_matrix/client/versions", timeout=10) as answer:
             assert "v1.1" in json.loads(answer.read())["versions"]
+
+        # A config change, then pods of the revision before it: they mount the earlier ConfigMap, which
+        # the update kept (README, "Earlier configs are kept"), and start through their real probes.
+        def generic_worker_config() -> str:
+            found = kubectl("get", "deployment", "synapse-generic-worker", "-n", NAMESPACE, "-o", "json")
+            volumes = json.loads(found)["spec"]["template"]["spec"]["volumes"]
+            return str(next(v["configMap"]["name"] for v in volumes if v["name"] == "config-class"))
+
+        earlier = generic_worker_config()
+        stack_file = scratch / "project" / "Pulumi.staging.yaml"
+        document = yaml.safe_load(stack_file.read_text())
+        workers = document["config"]["synapse:workers"]
+        workers["generic-worker"] = {**workers["generic-worker"], "database": {"cpMax": 4}}
+        stack_file.write_text(yaml.safe_dump(document, sort_keys=True))
+        stack.up(on_output=lines.append, color="never")
+        assert generic_worker_config() != earlier
+        kubectl("rollout", "undo", "deployment/synapse-generic-worker", "-n", NAMESPACE)
+        kubectl("rollout", "status", "deployment/synapse-generic-worker", "-n", NAMESPACE, "--timeout=300s")
+        assert generic_worker_config() == earlier
+        deadline = time.monotonic() + READY_TIMEOUT
+        while waiting := pods_not_ready(kubectl):
+            assert time.monotonic() < deadline, f"not Ready after the rollback: {waiting}"
+            time.sleep(2)
+        print(f"node tier: a pod of the previous revision Ready {time.monotonic() - started:.0f} s after the start")
     finally:
         stopped.set()
         if stack is not None:
