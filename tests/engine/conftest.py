@@ -124,6 +124,12 @@ class Engine:
         self.stacks[name] = stack
         return stack
 
+    def value(self, stack: automation.Stack, key: str) -> Any:
+        """A plain value of the stack file (`synapse:<key>`), an object stored as JSON text decoded."""
+        path = self.project_for(stack.name) / f"Pulumi.{stack.name}.yaml"
+        found = yaml.safe_load(path.read_text())["config"].get(f"synapse:{key}")
+        return json.loads(found) if isinstance(found, str) and found.startswith(("{", "[")) else found
+
     def set(self, stack: automation.Stack, key: str, value: Any) -> None:
         """Write a plain value into the stack file, as `pulumi config set --path` would."""
         path = self.project_for(stack.name) / f"Pulumi.{stack.name}.yaml"

@@ -371,9 +371,7 @@ def test_more_event_persisters_quiesce_every_process(engine: Engine) -> None:
 def test_a_change_that_reroutes_nothing_replaces_nothing(engine: Engine) -> None:
     """A class's own resources re-route nothing: that class rolls, nothing is deleted, the marker stays."""
     staging = engine.stacks["staging"]
-    stack_file = engine.project_for("staging") / "Pulumi.staging.yaml"
-    workers = yaml.safe_load(stack_file.read_text())["config"].get("synapse:workers") or {}
-    workers = json.loads(workers) if isinstance(workers, str) else workers
+    workers = engine.value(staging, "workers") or {}
     workers["media-repository"] = {"resources": {"requests": {"cpu": "150m"}}}
     engine.set(staging, "workers", workers)
     applied = steps(engine, staging, "up")
@@ -397,9 +395,7 @@ def test_a_synchrotron_change_rolls_without_stopping_anything(engine: Engine) ->
     """A reader class's own change re-routes nothing: its pods roll while every other Synapse pod keeps
     running; a watcher of the API never sees a moment without Synapse pods, nor a second routing."""
     staging = engine.stacks["staging"]
-    stack_file = engine.project_for("staging") / "Pulumi.staging.yaml"
-    workers = yaml.safe_load(stack_file.read_text())["config"].get("synapse:workers") or {}
-    workers = json.loads(workers) if isinstance(workers, str) else workers
+    workers = engine.value(staging, "workers") or {}
     workers["synchrotron"] = {"resources": {"requests": {"cpu": "120m"}}}
     engine.set(staging, "workers", workers)
     before = synapse_pods(engine, "matrix-staging")
@@ -461,9 +457,7 @@ def test_earlier_configs_are_kept_then_collected_and_a_rollback_finds_them(engin
     update, every revision the cluster keeps finds its ConfigMaps, and going back to the previous stack
     file creates and deletes no ConfigMap at all."""
     staging, namespace, family = engine.stacks["staging"], "matrix-staging", "synapse-generic-worker"
-    stack_file = engine.project_for("staging") / "Pulumi.staging.yaml"
-    workers = yaml.safe_load(stack_file.read_text())["config"].get("synapse:workers") or {}
-    workers = json.loads(workers) if isinstance(workers, str) else workers
+    workers = engine.value(staging, "workers") or {}
     history = configmaps_of(engine, namespace, family)
     assert 1 <= len(history) <= 3, history
     for cp_max in (4, 3, 2):
@@ -551,9 +545,7 @@ def test_crossing_into_the_guides_phase_3_quiesces_every_process(engine: Engine)
     routing. Staging's PostgreSQL needs PgBouncer at that size (the plan says so), enabled in the same
     change."""
     staging = engine.stacks["staging"]
-    stack_file = engine.project_for("staging") / "Pulumi.staging.yaml"
-    postgres = yaml.safe_load(stack_file.read_text())["config"]["synapse:postgres"]
-    postgres = json.loads(postgres) if isinstance(postgres, str) else postgres
+    postgres = engine.value(staging, "postgres")
     engine.set(staging, "postgres", {**postgres, "pooler": {"enabled": True, "replicas": 2, "poolSize": 40}})
     engine.set(staging, "ccu", "5000")
     assert up(engine, staging).summary.result == "succeeded"
