@@ -36,7 +36,6 @@ from nio import (
     UploadResponse,
 )
 
-from synapse_workers.kube.haproxy import haproxy_config
 from synapse_workers.model.errors import ConfigError
 from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.synapse.topology import CLIENT_PORT
@@ -48,6 +47,7 @@ from tests.e2e.topology import (
     db_query,
     expected_persister,
     register,
+    router_config,
     start_synapse,
     topology_settings,
     wait_router,
@@ -248,10 +248,7 @@ def test_client_through_router_then_topology_change(
     processes.stop_all(synapse_names)
     new_procs = write_configs(bigger, loopback, workdir)
     start_synapse(new_procs, processes, postgres.password)
-    servers: dict[str, list[str]] = {}
-    for _, (class_name, address, _) in sorted(new_procs.items()):
-        servers.setdefault(class_name, []).append(f"{address}:{CLIENT_PORT}")
-    assert haproxy_config(bigger, bind=loopback.services, servers=servers) == hs.router
+    assert router_config(bigger, new_procs, loopback) == hs.router
     hs2 = Homeserver(bigger, new_procs, hs.router)
     wait_router(base, alice_account["access_token"])
 

@@ -137,21 +137,8 @@ def write_configs(
 
 def start_synapse(hs_procs: dict[str, tuple[str, str, Path]], processes: Processes, password: str) -> None:
     """Main first (it creates the schema), then every worker at once; the password as the pods get it."""
-    python = sys.executable
-    env = {**os.environ, "PGPASSWORD": password}
-    _, address, config = hs_procs[MAIN]
-    main = processes.start(MAIN, [python, "-m", "synapse.app.homeserver", "-c", str(config)], env)
-    wait_http(f"http://{address}:{CLIENT_PORT}/health", 120, main)
-    workers = {n: v for n, v in hs_procs.items() if n != MAIN}
-    started = {
-        n: processes.start(n, [python, "-m", "synapse.app.generic_worker", "-c", str(c)], env)
-        for n, (_, _, c) in workers.items()
-    }
-    for name, (_, address, _) in workers.items():
-        try:
-            wait_http(f"http://{address}:{CLIENT_PORT}/health", 180, started[name])
-        except (RuntimeError, TimeoutError) as error:
-            raise AssertionError(f"{name} did not start:\n{processes.log(name)[-3000:]}") from error
+    start_processes([MAIN], hs_procs, processes, password, timeout=120)
+    start_processes([n for n in hs_procs if n != MAIN], hs_procs, processes, password)
 
 
 def stages(plan: Plan) -> list[list[str]]:
@@ -165,9 +152,13 @@ def stages(plan: Plan) -> list[list[str]]:
 
 
 def start_processes(
-    names: list[str], procs: dict[str, tuple[str, str, Path]], processes: Processes, password: str
+    names: list[str],
+    procs: dict[str, tuple[str, str, Path]],
+    processes: Processes,
+    password: str,
+    timeout: float = 180,
 ) -> None:
-    """The named Synapse processes together, each healthy before this returns."""
+    """The named Synapse processes together, each healthy (within `timeout` seconds) before this returns."""
     env = {**os.environ, "PGPASSWORD": password}
     started = {}
     for name in names:
@@ -175,7 +166,7 @@ def start_processes(
         started[name] = processes.start(name, [sys.executable, "-m", app, "-c", str(procs[name][2])], env)
     for name in names:
         try:
-            wait_http(f"http://{procs[name][1]}:{CLIENT_PORT}/health", 180, started[name])
+            wait_http(f"http://{procs[name][1]}:{CLIENT_PORT}/health", timeout, started[name])
         except (RuntimeError, TimeoutError) as error:
             raise AssertionError(f"{name} did not start:\n{processes.log(name)[-3000:]}") from error
 
@@ -218,23 +209,25 @@ def quiesce(
     procs = write_configs(new, loopback, workdir, extra)
     run_schema_job(new, procs, password)
     start_in_stages(new, procs, processes, password)
-    servers: dict[str, list[str]] = {}
-    for _, (class_name, address, _) in sorted(procs.items()):
-        servers.setdefault(class_name, []).append(f"{address}:{CLIENT_PORT}")
-    router = haproxy_config(new, bind=loopback.services, servers=servers)
+    router = router_config(new, procs, loopback)
     if router != hs.router:
         processes.stop("haproxy")
         router = start_router(new, procs, loopback, workdir, processes)
     return Homeserver(new, procs, router)
 
 
-def start_router(
-    plan: Plan, hs_procs: dict[str, tuple[str, str, Path]], loopback: Loopback, root: Path, processes: Processes
-) -> str:
+def router_config(plan: Plan, hs_procs: dict[str, tuple[str, str, Path]], loopback: Loopback) -> str:
+    """The plan's HAProxy config with each class's servers at its processes' loopback addresses."""
     servers: dict[str, list[str]] = {}
     for _, (class_name, address, _) in sorted(hs_procs.items()):
         servers.setdefault(class_name, []).append(f"{address}:{CLIENT_PORT}")
-    text = haproxy_config(plan, bind=loopback.services, servers=servers)
+    return haproxy_config(plan, bind=loopback.services, servers=servers)
+
+
+def start_router(
+    plan: Plan, hs_procs: dict[str, tuple[str, str, Path]], loopback: Loopback, root: Path, processes: Processes
+) -> str:
+    text = router_config(plan, hs_procs, loopback)
     path = root / "haproxy.cfg"
     path.write_text(text)
     haproxy = shutil.which("haproxy")
