@@ -10,6 +10,7 @@ the next `recommend` shows the targets before and after it. Select alone with `-
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from synapse_workers.ops.recommend.measure import event_writers, sync_workloads
 from synapse_workers.ops.recommend.proposal import STEP_RULE
 from synapse_workers.plan import build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT
+from tests.background import Background
 from tests.conftest import pulumi_project
 from tests.e2e.prometheus import BINARY, start_prometheus
 from tests.e2e.services import Loopback, Processes
@@ -97,14 +99,13 @@ def session_for(token: str) -> requests.Session:
     return session
 
 
-class Syncers:
+class Syncers(Background):
     """Users long-polling `/sync` through the router, as connected clients do, until stopped."""
 
     def __init__(self, base: str, accounts: list[dict[str, Any]]) -> None:
+        super().__init__([functools.partial(self.run, a) for a in accounts])
         self.base = base
-        self.stop = threading.Event()
         self.errors: list[str] = []
-        self.threads = [threading.Thread(target=self.run, args=(a,), daemon=True) for a in accounts]
 
     def run(self, account: dict[str, Any]) -> None:
         session = session_for(account["access_token"])
@@ -117,16 +118,6 @@ class Syncers:
                 since = response.json()["next_batch"]
         except (requests.RequestException, KeyError, ValueError) as error:
             self.errors.append(f"{account['user_id']}: {error}")
-
-    def __enter__(self) -> Syncers:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
 
 
 def send_messages(base: str, token: str, room_id: str) -> list[float]:

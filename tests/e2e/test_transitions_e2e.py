@@ -26,7 +26,6 @@ import collections
 import inspect
 import re
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from synapse_workers.model.settings import SECRET_FILES
 from synapse_workers.ops.whatif import compare
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT, POOLER_PORT
+from tests.background import Background
 from tests.conftest import settings_for
 from tests.e2e.client import Client, Stub, eventually, serve_stub
 from tests.e2e.services import MAX_CONNECTIONS, Loopback, Postgres, Processes
@@ -137,16 +137,15 @@ def superuser(pg: Postgres) -> psycopg2.extensions.connection:
     return conn
 
 
-class PoolSampler:
+class PoolSampler(Background):
     """Reads `statement_timeout` on PgBouncer's server connections, as any Synapse worker's next
     transaction would find it: short transactions through PgBouncer from several threads, so the samples
     spread over the pool's server connections."""
 
     def __init__(self, pg: Postgres, host: str, threads: int = 3) -> None:
+        super().__init__([self._run] * threads, join_timeout=10)
         self.pg, self.host = pg, host
         self.seen: list[tuple[int, str]] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -163,16 +162,6 @@ class PoolSampler:
             finally:
                 conn.close()
             self.stop.wait(0.05)
-
-    def __enter__(self) -> PoolSampler:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=10)
 
 
 INDEX_UPDATE = ("receipts_room_id_event_id_index", "receipts_linearized_event_id", "receipts_linearized")
@@ -235,15 +224,14 @@ def test_a_background_index_build_longer_than_the_timeout_completes_under_pgboun
     admin.close()
 
 
-class Sender:
+class Sender(Background):
     """Alice sends to every room in turn through the router until stopped, recording each outcome."""
 
     def __init__(self, client: Client, rooms: list[str]) -> None:
+        super().__init__([self._run], join_timeout=60)
         self.client, self.rooms = client, rooms
         self.results: list[tuple[str, int | str, str | None, float]] = []
         """(room, HTTP status or "unreachable", event ID where sent, when)."""
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
         self.txn = secrets.token_hex(6)
 
     def _run(self) -> None:
@@ -264,14 +252,6 @@ class Sender:
 
     def sent(self, since: float = 0.0) -> list[tuple[str, str]]:
         return [(room, e) for room, s, e, t in list(self.results) if s == 200 and e is not None and t >= since]
-
-    def __enter__(self) -> Sender:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=60)
 
 
 def accounts(current: Current, loopback: Loopback, workdir: Path, stub: Stub) -> tuple[Client, Client, list[str]]:

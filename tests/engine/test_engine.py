@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
 from synapse_workers.ops.guards import DIGEST_ANNOTATION, REVISION_ANNOTATION
 from synapse_workers.ops.promote import StackLike, automation_select, promote
 from synapse_workers.ops.revision import program_revision
+from tests.background import Background
 from tests.engine.conftest import TEST_SECRETS, Engine, signing_key
 
 REDACTED_KINDS = ("Secret",)
@@ -297,18 +297,17 @@ def test_a_ccu_change_does_what_the_what_if_says(engine: Engine) -> None:
     assert not [s for s in applied if s.name == "synapse-main" and s.op in ("replace", "create-replacement")]
 
 
-class PodWatcher:
+class PodWatcher(Background):
     """Samples the namespace's Synapse server pods while an update runs: for each sample, the shared
     config (its content-addressed ConfigMap, which names the routing) of every pod that exists in phase
     Running, terminating ones included (they may still serve); the config check's Job pod is left out."""
 
     def __init__(self, engine: Engine, namespace: str) -> None:
+        super().__init__([self._run])
         self.engine, self.namespace = engine, namespace
         self.samples: list[set[str]] = []
         self.pods: list[list[tuple[str, str, bool]]] = []
         """Per sample: (pod, shared ConfigMap, terminating), to show what overlapped."""
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -327,14 +326,6 @@ class PodWatcher:
             self.samples.append(shared)
             self.pods.append(seen)
             self.stop.wait(0.2)
-
-    def __enter__(self) -> PodWatcher:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
 
 
 def test_more_event_persisters_quiesce_every_process(engine: Engine) -> None:
