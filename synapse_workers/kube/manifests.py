@@ -240,10 +240,6 @@ def disruption_budget(settings: Settings, name: str, component: str) -> Manifest
     }
 
 
-SCALE_UP_STABILIZATION_SECONDS = 300
-"""The guide's best practice 2: scale only on sustained load (>70 % CPU for 5+ minutes)."""
-
-
 def hpa(settings: Settings, name: str, component: str, minimum: int, maximum: int) -> Manifest:
     return {
         "apiVersion": "autoscaling/v2",
@@ -263,8 +259,8 @@ def hpa(settings: Settings, name: str, component: str, minimum: int, maximum: in
                 }
             ],
             "behavior": {
-                "scaleUp": {"stabilizationWindowSeconds": SCALE_UP_STABILIZATION_SECONDS},
-                "scaleDown": {"stabilizationWindowSeconds": SCALE_UP_STABILIZATION_SECONDS},
+                "scaleUp": {"stabilizationWindowSeconds": settings.hpa.scale_up_window_seconds},
+                "scaleDown": {"stabilizationWindowSeconds": settings.hpa.scale_down_window_seconds},
             },
         },
     }

@@ -132,6 +132,14 @@ class Hpa(_Model):
         65, ge=1, le=100, description="a whole percentage from 1 to 100 (the guide says 60-70)"
     )
     headroom: Number = Field(2.0, ge=1.0, le=10.0, description="a number from 1.0 to 10.0")
+    # The guide's best practice 2 (scale only on load sustained for five minutes) is the default. Shorter
+    # windows suit a test cluster that must see the HPA act within minutes; Kubernetes allows 0-3600.
+    scale_up_window_seconds: WholeNumber = Field(
+        300, ge=0, le=3600, description="whole seconds from 0 to 3600 (the guide says 300)"
+    )
+    scale_down_window_seconds: WholeNumber = Field(
+        300, ge=0, le=3600, description="whole seconds from 0 to 3600 (the guide says 300)"
+    )
 
 
 class Pooler(_Model):
