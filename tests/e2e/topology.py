@@ -300,7 +300,8 @@ def wait_router(base: str, token: str, timeout: float = 60) -> None:
 
 
 def register(base: str, secret: str, user: str, admin: bool = False) -> dict[str, Any]:
-    """Synapse's shared-secret registration, through the router (it must reach main)."""
+    """Synapse's shared-secret registration, through the router (it must reach main). The answer (user_id,
+    access_token, device_id) and the password, for logging in on more devices."""
     session = requests.Session()
     session.trust_env = False
     nonce = session.get(f"{base}/_synapse/admin/v1/register", timeout=30).json()["nonce"]
@@ -310,7 +311,7 @@ def register(base: str, secret: str, user: str, admin: bool = False) -> dict[str
     body = {"nonce": nonce, "username": user, "password": password, "admin": admin, "mac": mac.hexdigest()}
     response = session.post(f"{base}/_synapse/admin/v1/register", json=body, timeout=30)
     assert response.status_code == 200, response.text
-    return dict(response.json())
+    return {**response.json(), "password": password}
 
 
 def make_workdir(root: Path) -> None:
