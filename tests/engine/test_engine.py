@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,33 +22,10 @@ from synapse_workers.model.stack_config import PROJECT_DIR, read_stack_file
 from synapse_workers.ops.guards import DIGEST_ANNOTATION, REVISION_ANNOTATION
 from synapse_workers.ops.promote import StackLike, automation_select, promote
 from synapse_workers.ops.revision import program_revision
-from tests.background import Background
 from tests.engine.conftest import TEST_SECRETS, Engine, signing_key
+from tests.engine.operations import PodWatcher, kubernetes_state, refused, restarted, steps, up
 
 REDACTED_KINDS = ("Secret",)
-
-
-def up(engine: Engine, stack: automation.Stack, **kwargs: Any) -> automation.UpResult:
-    lines: list[str] = []
-    try:
-        return stack.up(on_output=lines.append, color="never", **kwargs)
-    except automation.CommandError as error:
-        outcomes = "\n".join(f"{o.pod}: exit {o.exit_code}: {o.output[-1500:]}" for o in engine.executor.outcomes)
-        raise AssertionError("\n".join(lines)[-5000:] + "\ncheck pods:\n" + outcomes) from error
-
-
-def kubernetes_state(stack: automation.Stack) -> dict[tuple[str, str], dict[str, Any]]:
-    """(kind, name) → the state's resource, for every Kubernetes object the stack manages."""
-    deployment = stack.export_stack().deployment or {}
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for resource in deployment.get("resources", []):
-        if not resource["type"].startswith("kubernetes:") or resource.get("delete"):
-            continue
-        if resource["type"].startswith("pulumi:providers"):
-            continue
-        outputs = resource.get("outputs", {})
-        found[(outputs["kind"], outputs["metadata"]["name"])] = resource
-    return found
 
 
 def _plain(value: Any) -> Any:
@@ -126,78 +102,6 @@ def test_staging_up_creates_what_render_shows_and_it_runs(engine: Engine) -> Non
     assert all(f"checking {part}" in checked[-1].output for part in parts)
     preview = stack.preview(expect_no_changes=True, color="never")
     assert set(preview.change_summary) == {"same"}
-
-
-# -- helpers for the scenarios below
-
-
-@dataclass(frozen=True)
-class Step:
-    op: str
-    kind: str
-    name: str
-    template_changed: bool
-
-
-def _step(event: automation.EngineEvent) -> Step | None:
-    pre = event.resource_pre_event
-    if pre is None or not pre.metadata.type.startswith("kubernetes:"):
-        return None
-    meta = pre.metadata
-    old = (meta.old.inputs if meta.old else None) or {}
-    new = (meta.new.inputs if meta.new else None) or {}
-    changed = (old.get("spec") or {}).get("template") != (new.get("spec") or {}).get("template")
-    name = (new.get("metadata") or old.get("metadata") or {}).get("name", meta.urn.rsplit("::", 1)[-1])
-    return Step(meta.op.value, meta.type.rsplit(":", 1)[-1], name, changed)
-
-
-def steps(engine: Engine, stack: automation.Stack, action: str = "preview") -> list[Step]:
-    """The engine's steps for Kubernetes objects, in the order it took (or would take) them."""
-    found: list[Step] = []
-
-    def collect(event: automation.EngineEvent) -> None:
-        step = _step(event)
-        if step is not None and step.op != "same":
-            found.append(step)
-
-    if action == "preview":
-        stack.preview(on_event=collect, color="never")
-    else:
-        up(engine, stack, on_event=collect)
-    return found
-
-
-def restarted(found: list[Step]) -> set[str]:
-    """Synapse workloads whose pods roll: an update or replacement of the pod template."""
-    return {
-        s.name.removeprefix("synapse-")
-        for s in found
-        if s.kind in ("StatefulSet", "Deployment")
-        and s.op in ("update", "replace", "create-replacement")
-        and s.template_changed
-        and s.name not in ("synapse-router", "synapse-pgbouncer")
-    }
-
-
-def refused(engine: Engine, stack: automation.Stack, action: str = "preview") -> str:
-    """Run and expect the program's one-line refusal; return it."""
-    lines: list[str] = []
-    with pytest.raises(automation.CommandError):
-        if action == "preview":
-            stack.preview(on_output=lines.append, color="never")
-        else:
-            stack.up(on_output=lines.append, color="never")
-    text = "\n".join(lines)
-    errors = [line.strip() for line in text.splitlines() if line.strip().startswith("error: stack '")]
-    assert errors, text[-3000:]
-    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
-    message = errors[0].removeprefix("error: ")
-    # One refusal. The inline server logs a RunError's message and also hands it back to the engine, which
-    # reports it as "an unhandled error occurred: <message>" (README, "One line per refusal"): every error
-    # line is that message, with that prefix at most; nothing else is said.
-    said = {line.split("error: ", 1)[1].strip() for line in text.splitlines() if "error: " in line}
-    assert said <= {message, f"an unhandled error occurred: {message}"}, said
-    return message
 
 
 PROD = {"ccu": "3000", "stagingGate": "staging"}
@@ -295,37 +199,6 @@ def test_a_ccu_change_does_what_the_what_if_says(engine: Engine) -> None:
     applied = steps(engine, staging, "up")
     assert restarted(applied) == set(predicted["restarts"])
     assert not [s for s in applied if s.name == "synapse-main" and s.op in ("replace", "create-replacement")]
-
-
-class PodWatcher(Background):
-    """Samples the namespace's Synapse server pods while an update runs: for each sample, the shared
-    config (its content-addressed ConfigMap, which names the routing) of every pod that exists in phase
-    Running, terminating ones included (they may still serve); the config check's Job pod is left out."""
-
-    def __init__(self, engine: Engine, namespace: str) -> None:
-        super().__init__([self._run])
-        self.engine, self.namespace = engine, namespace
-        self.samples: list[set[str]] = []
-        self.pods: list[list[tuple[str, str, bool]]] = []
-        """Per sample: (pod, shared ConfigMap, terminating), to show what overlapped."""
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            pods = json.loads(self.engine.kubectl("get", "pods", "-n", self.namespace, "-o", "json"))["items"]
-            shared = set()
-            seen = []
-            for pod in pods:
-                owners = {o["kind"] for o in pod["metadata"].get("ownerReferences", [])}
-                if pod["status"].get("phase") != "Running" or "Job" in owners:
-                    continue  # the config check's pod reads the new config but serves nothing
-                for volume in pod["spec"].get("volumes", []):
-                    if volume["name"] == "config-shared":
-                        shared.add(volume["configMap"]["name"])
-                        terminating = "deletionTimestamp" in pod["metadata"]
-                        seen.append((pod["metadata"]["name"], volume["configMap"]["name"], terminating))
-            self.samples.append(shared)
-            self.pods.append(seen)
-            self.stop.wait(0.2)
 
 
 def test_more_event_persisters_quiesce_every_process(engine: Engine) -> None:
