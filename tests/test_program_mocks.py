@@ -88,6 +88,26 @@ def test_hpa_windows_come_from_the_stack() -> None:
         }
 
 
+def test_autoscaled_pods_drain_before_they_stop(stack_run: tuple[str, Run]) -> None:
+    """The router finds autoscaled pods through DNS, so a pod the HPA or a rollout stops must keep serving
+    until the router has dropped it (DNS TTL 5 s + a resolution every 5 s + 5 s obsolete hold) and a
+    30 s long-poll on it has ended; SIGTERM comes after that, well within the grace period."""
+    _, result = stack_run
+    router = next(o for o in result.objects("ConfigMap") if "haproxy.cfg" in o.get("data", {}))["data"]["haproxy.cfg"]
+    assert "    hold valid 5s\n" in router and "    hold obsolete 5s\n" in router
+    for kind in ("Deployment", "StatefulSet"):
+        for workload in result.objects(kind):
+            if workload["metadata"]["name"] in ("synapse-router", "synapse-pgbouncer"):
+                continue
+            spec = workload["spec"]["template"]["spec"]
+            lifecycle = spec["containers"][0].get("lifecycle")
+            if kind == "StatefulSet":  # reached by stable names and health checks: nothing to wait for
+                assert lifecycle is None, workload["metadata"]["name"]
+                continue
+            command = lifecycle["preStop"]["exec"]["command"]
+            assert command[0] == "sleep" and 5 + 5 + 5 + 30 <= int(command[1]) < spec["terminationGracePeriodSeconds"]
+
+
 def test_statefulset_services_are_headless(stack_run: tuple[str, Run]) -> None:
     _, result = stack_run
     for sts in result.objects("StatefulSet"):

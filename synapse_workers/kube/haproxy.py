@@ -150,8 +150,10 @@ def haproxy_config(
             "    resolve_retries 3",
             "    timeout resolve 1s",
             "    timeout retry 1s",
-            "    hold valid 10s",
-            "    hold obsolete 30s",
+            "    # A pod told to stop leaves DNS within the TTL: re-resolve every 5 s, drop a vanished record",
+            "    # after 5 s more (the pods keep serving that long and more: kube/manifests.py DRAIN_SECONDS).",
+            "    hold valid 5s",
+            "    hold obsolete 5s",
             "    accepted_payload_size 8192",
             "",
         ]
