@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = "bcad4daede60b710dfba5a758fa27941fd4d2b94"
-"""#19 merged: plan answers before refusing, render lists the files it owns (#19)."""
+BASELINE = "d02ef89eac43258a87ce021ecdda52dd1b77baa5"
+"""Autoscaled pods drain before they stop (a preStop), and the router drops a vanished pod sooner."""
 REVISION = re.compile(rb"(synapse-workers/revision: )[0-9a-f]{16}")
 
 
