@@ -1,20 +1,22 @@
-"""The real engine against the real node of `make node` (tests/node, marker `node`).
+"""The real engine against a real node (tests/node, marker `node`): part of `make test`.
 
-Runs only when selected with `-m node` (`venv/bin/python -m pytest tests/node -m node`): otherwise its
-tests are deselected (never counted as skipped or passed), so `make test` does not run it yet. Selected,
-it needs a running node (`make node`: .tools/node/env and its kubeconfig answering) and the engine
-(`make engine`); without them it fails in CI (CI=true) and skips elsewhere. The stack runs
-the project's own program inline through the Automation API, as tests/engine does, but against the node:
-its pods run the real images with their real probes.
+The session starts the node with `scripts/node/node-up.sh` (kubelet, containerd, CoreDNS, metrics-server,
+PostgreSQL and Redis; `make node` does the same) unless one of ours already answers, and stops it with
+`node-down.sh` at the end when it started it. A SIGTERM is turned into KeyboardInterrupt so the stop
+runs then too; after a SIGKILL the next start finds the record of the machine's state and cleans up
+first. It needs root and the tools of `make engine node-tools`: without them it fails in CI (CI=true)
+and skips elsewhere, saying why.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -23,16 +25,14 @@ from synapse_workers.model.stack_config import PROJECT_DIR
 TOOLS = PROJECT_DIR / ".tools"
 BIN = TOOLS / "bin"
 NODE_ENV = TOOLS / "node" / "env"
-NEEDED = ("pulumi", "pulumi-resource-kubernetes", "kubectl")
+SCRIPTS = PROJECT_DIR / "scripts" / "node"
+NEEDED = ("pulumi", "pulumi-resource-kubernetes", "kubectl", "kubelet", "containerd")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    node = [item for item in items if "tests/node/" in str(item.path)]
-    for item in node:
-        item.add_marker(pytest.mark.node)
-    if node and "node" not in (config.option.markexpr or ""):
-        items[:] = [item for item in items if item not in node]
-        config.hook.pytest_deselected(items=node)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/node/" in str(item.path):
+            item.add_marker(pytest.mark.node)
 
 
 def _unavailable(reason: str) -> None:
@@ -52,13 +52,9 @@ def read_env(path: Path) -> dict[str, str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def node_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    missing = [name for name in NEEDED if not os.access(BIN / name, os.X_OK)]
-    if missing:
-        _unavailable(f"node tier needs {', '.join(missing)} in .tools/bin: run `make engine node-tools`")
+def _answers() -> bool:
     if not NODE_ENV.exists():
-        _unavailable("no node: start one with `make node` (the node tier is not part of `make test`)")
+        return False
     env = read_env(NODE_ENV)
     ready = subprocess.run(
         [str(BIN / "kubectl"), "--kubeconfig", env["KUBECONFIG"], "get", "--raw", "/readyz"],
@@ -66,6 +62,33 @@ def node_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         text=True,
         check=False,
     )
-    if ready.returncode != 0:
-        _unavailable(f"the node does not answer ({ready.stderr.strip()}): restart it with `make node`")
-    yield env
+    return ready.returncode == 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="session")
+def node_env() -> Iterator[dict[str, str]]:
+    missing = [name for name in NEEDED if not os.access(BIN / name, os.X_OK)]
+    if missing:
+        _unavailable(f"node tier needs {', '.join(missing)} in .tools/bin: run `make engine node-tools`")
+    if os.geteuid() != 0:
+        _unavailable("node tier needs root (a kubelet, a bridge and nftables): run it as root")
+    started = False
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if not _answers():
+            done = subprocess.run(
+                ["bash", str(SCRIPTS / "node-up.sh")], capture_output=True, text=True, check=False, cwd=PROJECT_DIR
+            )
+            started = True  # a failed start cleans up after itself; stopping again is harmless
+            if done.returncode != 0:
+                _unavailable(f"the node did not start:\n{(done.stdout + done.stderr)[-4000:]}")
+            print(done.stdout[-600:])
+        yield read_env(NODE_ENV)
+    finally:
+        if started:
+            subprocess.run(["bash", str(SCRIPTS / "node-down.sh")], capture_output=True, check=False, cwd=PROJECT_DIR)
+        signal.signal(signal.SIGTERM, previous)
