@@ -29,6 +29,7 @@ from synapse_workers.model.settings import load_settings
 from synapse_workers.model.stack_config import read_stack_file
 from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT
+from tests.conftest import DUTIES_FROM_PHASE_3
 from tests.engine.conftest import Engine
 
 NAMESPACE = "matrix-staging"
@@ -44,15 +45,8 @@ MANUAL = (
     "typing-writer",
     "todevice-writer",
 )
-DUTIES = (
-    "pusher",
-    "background-worker",
-    "user-directory",
-    "appservice-sender",
-    "account-data-writer",
-    "push-rules-writer",
-    "device-lists-writer",
-)
+DUTIES = tuple(DUTIES_FROM_PHASE_3)
+"""Main's duties as worker classes, on here from the start (the guide turns them on at phase 3)."""
 SYNC_MAX = 4
 
 
