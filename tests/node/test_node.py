@@ -36,7 +36,7 @@ from synapse_workers.synapse.routing import route_request
 from tests.background import Background
 from tests.e2e.client import eventually
 from tests.e2e.exchange import client_for, converse, full_exchange
-from tests.e2e.topology import register
+from tests.e2e.topology import register, wait_router
 from tests.engine.conftest import TEST_SECRETS, Engine, scratch_stack, shipped_config
 from tests.engine.executor import CheckExecutor
 from tests.engine.operations import PodWatcher, kubernetes_state, refused, up
@@ -435,7 +435,9 @@ def test_a_load_change_across_a_sizing_step_rolls_in_stage_order(node: Node, rec
             if stage[earlier] < stage[later]:
                 assert earlier_at < later_at, f"{later} ({STAGES[stage[later]]}) Ready before {earlier}"
     assert len(node.pods("app.kubernetes.io/component=event-persister")) == 3
-    # The client keeps working on the new routing, in a new room and its conversation.
+    # The client keeps working on the new routing, in a new room and its conversation, once the router has
+    # marked the new pods up (HAProxy's `rise 2` health checks: until then, the quiesce's 503s go on).
+    wait_router(base, alice["access_token"], timeout=120)
     asyncio.run(full_exchange(base, alice, bob))
     check_routed(after, node.served())
     assert set(node.stack.preview(expect_no_changes=True, color="never").change_summary) == {"same"}
@@ -549,6 +551,7 @@ def test_an_up_killed_mid_rollout_is_recovered_and_the_guard_holds(node: Node) -
     with Readiness(node) as readiness:
         assert up(node.engine, node.stack).summary.result == "succeeded"
         wait_ready(node, "after the recovery")
+    wait_router(base, erin["access_token"], timeout=120)
     # Still in stage order: main's new pod Ready only after every writer's new pods were.
     shared = {p["metadata"]["name"]: p for p in node.pods()}
     new_shared = next(
