@@ -124,15 +124,17 @@ class Engine:
         self.stacks[name] = stack
         return stack
 
+    def stack_file(self, stack: automation.Stack) -> Path:
+        return self.project_for(stack.name) / f"Pulumi.{stack.name}.yaml"
+
     def value(self, stack: automation.Stack, key: str) -> Any:
         """A plain value of the stack file (`synapse:<key>`), an object stored as JSON text decoded."""
-        path = self.project_for(stack.name) / f"Pulumi.{stack.name}.yaml"
-        found = yaml.safe_load(path.read_text())["config"].get(f"synapse:{key}")
+        found = yaml.safe_load(self.stack_file(stack).read_text())["config"].get(f"synapse:{key}")
         return json.loads(found) if isinstance(found, str) and found.startswith(("{", "[")) else found
 
     def set(self, stack: automation.Stack, key: str, value: Any) -> None:
         """Write a plain value into the stack file, as `pulumi config set --path` would."""
-        path = self.project_for(stack.name) / f"Pulumi.{stack.name}.yaml"
+        path = self.stack_file(stack)
         document = yaml.safe_load(path.read_text())
         document["config"][f"synapse:{key}"] = value
         path.write_text(yaml.safe_dump(document, sort_keys=True))
@@ -207,9 +209,12 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         os.environ.update(saved)
 
 
-def wait_for(what: str, predicate: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 60, every: float = 0.5) -> float:
+    """Poll until `predicate()` holds; the seconds that took. `every`: the pause between polls (a poll of a
+    real node's pods is a kubectl call, worth spacing)."""
+    started = time.monotonic()
     while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out waiting for {what} (after {timeout} s)")
+        time.sleep(every)
+    return time.monotonic() - started

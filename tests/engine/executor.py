@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,11 @@ class CheckExecutor:
         )
 
 
-def ingress_controller(kubectl_bin: str, stopped: threading.Event) -> None:
-    """Stands in for an ingress controller: gives every Ingress an address, as pulumi-kubernetes waits for."""
+def ingress_controller(
+    kubectl_bin: str, stopped: threading.Event, address: Callable[[dict[str, Any]], str] = lambda _: "192.0.2.10"
+) -> None:
+    """Stands in for an ingress controller: gives every Ingress an address, as pulumi-kubernetes waits for.
+    `address`: the address for an Ingress (default one of TEST-NET-1's, where nothing answers)."""
     while not stopped.wait(1.0):
         try:
             ingresses = json.loads(kubectl(kubectl_bin, "get", "ingress", "-A", "-o", "json"))["items"]
@@ -172,8 +176,8 @@ def ingress_controller(kubectl_bin: str, stopped: threading.Event) -> None:
             if ingress.get("status", {}).get("loadBalancer", {}).get("ingress"):
                 continue
             meta = ingress["metadata"]
-            status = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}
             with contextlib.suppress(RuntimeError):  # gone meanwhile: nothing to report
+                status = {"status": {"loadBalancer": {"ingress": [{"ip": address(ingress)}]}}}
                 kubectl(
                     kubectl_bin, "patch", "ingress", meta["name"], "-n", meta["namespace"], "--subresource=status",
                     "--type=merge", "-p", json.dumps(status),

@@ -5,6 +5,7 @@ the state, and a watcher of the namespace's Synapse pods while an update runs.""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +111,9 @@ def refused(engine: Engine, stack: automation.Stack, action: str = "preview") ->
 class PodWatcher(Background):
     """Samples the namespace's Synapse server pods while an update runs: for each sample, the shared
     config (its content-addressed ConfigMap, which names the routing) of every pod that exists in phase
-    Running, terminating ones included (they may still serve); the config check's Job pod is left out."""
+    Running, terminating ones included (they may still serve); the config check's Job pod is left out.
+    Also the first moment each class had a Ready pod, not terminating, on a given shared config (the order
+    in which the stages came up, on a node whose pods really start)."""
 
     def __init__(self, engine: Engine, namespace: str) -> None:
         super().__init__([self._run])
@@ -118,10 +121,13 @@ class PodWatcher(Background):
         self.samples: list[set[str]] = []
         self.pods: list[list[tuple[str, str, bool]]] = []
         """Per sample: (pod, shared ConfigMap, terminating), to show what overlapped."""
+        self.first_ready: dict[tuple[str, str], float] = {}
+        """(class, shared ConfigMap) → the monotonic time a sample first saw such a pod Ready."""
 
     def _run(self) -> None:
         while not self.stop.is_set():
             pods = json.loads(self.engine.kubectl("get", "pods", "-n", self.namespace, "-o", "json"))["items"]
+            now = time.monotonic()
             shared = set()
             seen = []
             for pod in pods:
@@ -133,6 +139,10 @@ class PodWatcher(Background):
                         shared.add(volume["configMap"]["name"])
                         terminating = "deletionTimestamp" in pod["metadata"]
                         seen.append((pod["metadata"]["name"], volume["configMap"]["name"], terminating))
+                        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+                        if conditions.get("Ready") == "True" and not terminating:
+                            component = pod["metadata"]["labels"].get("app.kubernetes.io/component", "")
+                            self.first_ready.setdefault((component, volume["configMap"]["name"]), now)
             self.samples.append(shared)
             self.pods.append(seen)
             self.stop.wait(0.2)

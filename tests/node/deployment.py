@@ -7,19 +7,15 @@ HPA's windows shortened from the guide's five minutes, PgBouncer on (pool 12: Po
 connections, and main, the background worker and the schema Job connect directly), and the namespace
 made here so the external services the stack names (postgresql, redis in matrix-staging) can be
 Services without selectors pointing at the node's PostgreSQL and Redis. No ingress controller runs on
-the node: a thread gives the router's Ingress the router Service's address, which pulumi-kubernetes
-waits for.
+the node: the engine tier's stand-in gives the router's Ingress the router Service's address
+(`router_address`), which pulumi-kubernetes waits for.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -31,6 +27,8 @@ from synapse_workers.plan import Plan, build_plan
 from synapse_workers.synapse.topology import CLIENT_PORT
 from tests.conftest import DUTIES_FROM_PHASE_3
 from tests.engine.conftest import Engine
+from tests.engine.executor import kubectl
+from tests.node.conftest import BIN
 
 NAMESPACE = "matrix-staging"
 SMALL = {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
@@ -115,6 +113,26 @@ ACCESS = re.compile(r"synapse\.access\.http\.(\d+) .*Processed request: .*?\"([A
 """Synapse's access log line (its default logging, to stderr): the listener's port, the method, the path."""
 
 
+def ready(pod: dict[str, Any]) -> bool:
+    """Ready by its own probes and not on its way out."""
+    conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+    return conditions.get("Ready") == "True" and "deletionTimestamp" not in pod["metadata"]
+
+
+def shared_config(pod: dict[str, Any]) -> str | None:
+    """The content-named ConfigMap of Synapse's shared config the pod mounts (it names the routing)."""
+    return next((v["configMap"]["name"] for v in pod["spec"].get("volumes", []) if v["name"] == "config-shared"), None)
+
+
+def router_address(ingress: dict[str, Any]) -> str:
+    """What an ingress controller would report for the router's Ingress on the node: the router Service's
+    ClusterIP, where the router answers from this machine."""
+    return kubectl(
+        str(BIN / "kubectl"), "get", "service", "synapse-router", "-n", ingress["metadata"]["namespace"],
+        "-o", "jsonpath={.spec.clusterIP}",
+    )  # fmt: skip
+
+
 @dataclass
 class Node:
     """The engine's helpers (kubectl, the stack file) on the node, the node's env and the deployed stack."""
@@ -132,7 +150,7 @@ class Node:
         return [
             pod
             for pod in self.json("get", "pods", "-n", NAMESPACE, "-l", selector)["items"]
-            if any(v["name"] == "config-shared" for v in pod["spec"].get("volumes", []))
+            if shared_config(pod) is not None
             and not any(o["kind"] == "Job" for o in pod["metadata"].get("ownerReferences", []))
         ]
 
@@ -143,8 +161,7 @@ class Node:
         for pod in pods:
             if pod["status"].get("phase") == "Succeeded":
                 continue
-            conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
-            if conditions.get("Ready") != "True" or "deletionTimestamp" in pod["metadata"]:
+            if not ready(pod):
                 waiting.append(f"{pod['metadata']['name']} ({pod['status'].get('phase')})")
         return waiting if pods else ["no pods yet"]
 
@@ -155,7 +172,7 @@ class Node:
 
     def plan(self) -> Plan:
         """The capacity plan of the stack file as it stands: what the routing table says."""
-        values, secret_keys = read_stack_file(self.stack.name, project_file(self))
+        values, secret_keys = read_stack_file(self.stack.name, self.engine.stack_file(self.stack))
         return build_plan(load_settings(self.stack.name, values, secret_keys))
 
     def served(self) -> dict[str, list[tuple[str, str, str]]]:
@@ -174,38 +191,3 @@ class Node:
                     requests.append((component, method, path))
             found[name] = requests
         return found
-
-
-@contextmanager
-def ingress_address(node: Engine, stopped: threading.Event) -> Iterator[None]:
-    """While inside: give the router's Ingress the router Service's ClusterIP as its address."""
-
-    def loop() -> None:
-        while not stopped.wait(1.0):
-            try:
-                ingresses = json.loads(node.kubectl("get", "ingress", "-n", NAMESPACE, "-o", "json"))["items"]
-                for ingress in ingresses:
-                    if ingress.get("status", {}).get("loadBalancer", {}).get("ingress"):
-                        continue
-                    ip = node.kubectl(
-                        "get", "service", "synapse-router", "-n", NAMESPACE, "-o", "jsonpath={.spec.clusterIP}"
-                    )
-                    status = {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
-                    node.kubectl(
-                        "patch", "ingress", ingress["metadata"]["name"], "-n", NAMESPACE, "--subresource=status",
-                        "--type=merge", "-p", json.dumps(status),
-                    )  # fmt: skip
-            except (RuntimeError, json.JSONDecodeError):
-                continue
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stopped.set()
-        thread.join(timeout=10)
-
-
-def project_file(node: Node) -> Path:
-    return node.engine.project_for(node.stack.name) / f"Pulumi.{node.stack.name}.yaml"

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 from pulumi import automation
 
 from synapse_workers.kube.rollout import STAGES
@@ -37,8 +36,8 @@ from tests.background import Background
 from tests.e2e.client import eventually
 from tests.e2e.exchange import client_for, converse, full_exchange
 from tests.e2e.topology import register, wait_router
-from tests.engine.conftest import TEST_SECRETS, Engine, scratch_stack, shipped_config
-from tests.engine.executor import CheckExecutor
+from tests.engine.conftest import TEST_SECRETS, Engine, scratch_stack, shipped_config, wait_for
+from tests.engine.executor import CheckExecutor, ingress_controller, kubectl
 from tests.engine.operations import PodWatcher, kubernetes_state, refused, up
 from tests.node.conftest import BIN, TOOLS
 from tests.node.deployment import (
@@ -47,10 +46,13 @@ from tests.node.deployment import (
     Node,
     connect,
     external_service,
-    ingress_address,
     overrides,
-    project_file,
+    ready,
+    router_address,
+    shared_config,
 )
+
+pytestmark = pytest.mark.node
 
 READY_TIMEOUT = 900
 REGISTRATION = TEST_SECRETS["registrationSharedSecret"]
@@ -77,14 +79,6 @@ def query(node: Node, sql: str) -> list[tuple[Any, ...]]:
         cur = db.cursor()
         cur.execute(sql)
         return list(cur.fetchall())
-
-
-def set_value(node: Node, key: str, value: Any) -> None:
-    """Write `synapse:<key>` into the stack file, as `pulumi config set --path` would."""
-    path = project_file(node)
-    document = yaml.safe_load(path.read_text())
-    document["config"][f"synapse:{key}"] = value
-    path.write_text(yaml.safe_dump(document, sort_keys=True))
 
 
 @pytest.fixture(scope="module")
@@ -119,22 +113,26 @@ def node(node_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
         engine.kubectl("create", "namespace", NAMESPACE)
         objects = external_service("postgresql", 5432, node_env["NODE_PG_HOST"], int(node_env["NODE_PG_PORT"]))
         objects += external_service("redis", 6379, node_env["NODE_REDIS_HOST"], int(node_env["NODE_REDIS_PORT"]))
-        apply = subprocess.run(
-            [str(BIN / "kubectl"), "apply", "-f", "-"],
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
-            capture_output=True,
-            text=True,
-            check=False,
+        kubectl(
+            str(BIN / "kubectl"),
+            "apply",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
         )
-        assert apply.returncode == 0, apply.stderr
         stack = scratch_stack("staging", engine.project_for("staging"), {**shipped_config("staging"), **overrides()})
         engine.stacks["staging"] = stack
-        with ingress_address(engine, stopped):
-            yield Node(engine=engine, env=node_env, stack=stack)
+        ingress = threading.Thread(
+            target=ingress_controller, args=(str(BIN / "kubectl"), stopped, router_address), daemon=True
+        )
+        ingress.start()
+        yield Node(engine=engine, env=node_env, stack=stack)
     finally:
+        stopped.set()
         if stack is not None:
-            with contextlib.suppress(automation.CommandError):
+            with contextlib.suppress(automation.CommandError):  # a lock a failed test left
                 stack.cancel()
+            with contextlib.suppress(automation.CommandError):
                 stack.destroy(color="never")
         engine.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=180s")
         with admin.cursor() as cur:
@@ -295,25 +293,12 @@ def sync_pods(node: Node) -> dict[str, dict[str, Any]]:
 
 
 def ready_sync_pods(node: Node) -> set[str]:
-    return {
-        name
-        for name, pod in sync_pods(node).items()
-        if "deletionTimestamp" not in pod["metadata"]
-        and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-    }
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, f"never: {what} (after {timeout} s)"
-        time.sleep(2)
-    return time.monotonic() - started
+    return {name for name, pod in sync_pods(node).items() if ready(pod)}
 
 
 def test_the_hpa_adds_synchrotrons_under_sync_load_and_removes_them_after(node: Node, record_property: Any) -> None:
     base = node.router()
-    wait_for("the synchrotrons at their floor of 2", lambda: len(sync_pods(node)) == 2, 300)
+    wait_for("the synchrotrons at their floor of 2", lambda: len(sync_pods(node)) == 2, 300, every=2)
     first = set(sync_pods(node))
     owner = register(base, REGISTRATION, "loadowner")
     users = [owner] + [register(base, REGISTRATION, f"load{i}") for i in range(15)]
@@ -340,7 +325,7 @@ def test_the_hpa_adds_synchrotrons_under_sync_load_and_removes_them_after(node: 
                 peak_utilisation = max(peak_utilisation, metric["resource"]["current"].get("averageUtilization", 0))
             return len(ready_sync_pods(node)) > 2
 
-        wait_for("the HPA adding synchrotrons under /sync load", scaled_up, 420)
+        wait_for("the HPA adding synchrotrons under /sync load", scaled_up, 420, every=2)
         reacted = time.monotonic() - started
         added = ready_sync_pods(node) - first
         # The router finds the new pods through cluster DNS and hashes some users onto them.
@@ -353,13 +338,14 @@ def test_the_hpa_adds_synchrotrons_under_sync_load_and_removes_them_after(node: 
                 for _, method, path in served
             ),
             120,
+            every=2,
         )
     target = node.plan().settings.hpa.target_cpu_utilization
     assert peak_utilisation > target, f"the load reached {peak_utilisation} % of the request, not over {target} %"
     assert load.statuses[200] > 0 and set(load.statuses) == {200}, (load.statuses, load.failures[:3])
     # After the load: a light client keeps syncing while the HPA removes the pods it added.
     with SyncLoad(base, tokens[:4], threads=1, pause=2.0) as light:
-        settled = wait_for("the HPA back at 2 synchrotrons", lambda: len(sync_pods(node)) == 2, 420)
+        settled = wait_for("the HPA back at 2 synchrotrons", lambda: len(sync_pods(node)) == 2, 420, every=2)
         time.sleep(5)
     assert light.statuses[200] > 0 and set(light.statuses) == {200}, (light.statuses, light.failures[:3])
     record_property("hpa_scale_up_seconds", round(reacted))
@@ -377,37 +363,12 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-class Readiness(Background):
-    """Samples the namespace's Synapse pods while an update runs: the first moment each class had a Ready
-    pod on a given shared config (its content-named ConfigMap)."""
-
-    def __init__(self, node: Node) -> None:
-        super().__init__([self._run])
-        self.node = node
-        self.first_ready: dict[tuple[str, str], float] = {}
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            for pod in self.node.pods():
-                conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
-                if conditions.get("Ready") != "True" or "deletionTimestamp" in pod["metadata"]:
-                    continue
-                shared = next(
-                    (v["configMap"]["name"] for v in pod["spec"]["volumes"] if v["name"] == "config-shared"), None
-                )
-                if shared is None:
-                    continue
-                key = (pod["metadata"]["labels"]["app.kubernetes.io/component"], shared)
-                self.first_ready.setdefault(key, time.monotonic())
-            self.stop.wait(0.5)
-
-
 def test_a_load_change_across_a_sizing_step_rolls_in_stage_order(node: Node, record_property: Any) -> None:
     base = node.router()
     alice = register(base, REGISTRATION, "carol")
     bob = register(base, REGISTRATION, "dave")
     before = node.plan()
-    done = cli("scale", "--stack", "staging", "-C", str(project_file(node).parent), "--ccu", "3000",
+    done = cli("scale", "--stack", "staging", "-C", str(node.engine.stack_file(node.stack).parent), "--ccu", "3000",
                "--reason", "node tier: more users")  # fmt: skip
     assert done.returncode == 0, done.stderr
     after = node.plan()
@@ -415,7 +376,7 @@ def test_a_load_change_across_a_sizing_step_rolls_in_stage_order(node: Node, rec
     assert sizes["event-persister"] == 3 and sizes["media-repository"] == 3, sizes
     assert {s.spec.name: s.replicas for s in before.sizes}["event-persister"] == 2
     started = time.monotonic()
-    with PodWatcher(node.engine, NAMESPACE) as watcher, Readiness(node) as readiness:
+    with PodWatcher(node.engine, NAMESPACE) as watcher:
         assert up(node.engine, node.stack).summary.result == "succeeded"
         took = time.monotonic() - started + wait_ready(node, "after the load change")
     record_property("load_change_seconds", round(took))
@@ -428,7 +389,7 @@ def test_a_load_change_across_a_sizing_step_rolls_in_stage_order(node: Node, rec
     assert len(set(shared_configs)) == 2 and any(not sample for sample in watcher.samples)
     # The new pods became Ready stage by stage: every writer before main, main before every reader.
     stage = {w.part: w.rules.stage for w in after.workloads}
-    first = {part: t for (part, shared), t in readiness.first_ready.items() if shared == new_shared}
+    first = {part: t for (part, shared), t in watcher.first_ready.items() if shared == new_shared}
     assert set(first) == set(stage), sorted(set(stage) - set(first))
     for earlier, earlier_at in first.items():
         for later, later_at in first.items():
@@ -454,9 +415,9 @@ def test_rollout_undo_brings_back_a_revision_whose_config_was_kept(node: Node) -
         return str(next(v["configMap"]["name"] for v in volumes if v["name"] == "config-class"))
 
     earlier = generic_worker_config()
-    workers = yaml.safe_load(project_file(node).read_text())["config"]["synapse:workers"]
+    workers = node.engine.value(node.stack, "workers")
     workers["generic-worker"] = {**workers["generic-worker"], "database": {"cpMax": 4}}
-    set_value(node, "workers", workers)
+    node.engine.set(node.stack, "workers", workers)
     assert up(node.engine, node.stack).summary.result == "succeeded"
     changed = generic_worker_config()
     assert changed != earlier
@@ -506,9 +467,9 @@ def test_an_up_killed_mid_rollout_is_recovered_and_the_guard_holds(node: Node) -
 
     room = asyncio.run(before())
     main_before = node.json("get", "statefulset", "synapse-main", "-n", NAMESPACE)["spec"]["template"]
-    set_value(node, "requireMaintenanceWindow", "true")
-    set_value(node, "maintenanceWindow", "true")
-    set_value(node, "media", {"claimName": "synapse-media", "size": "1Gi", "maxUploadSize": "60M"})
+    node.engine.set(node.stack, "requireMaintenanceWindow", "true")
+    node.engine.set(node.stack, "maintenanceWindow", "true")
+    node.engine.set(node.stack, "media", {"claimName": "synapse-media", "size": "1Gi", "maxUploadSize": "60M"})
     outcome: dict[str, Any] = {}
 
     def run_up() -> None:
@@ -531,7 +492,7 @@ def test_an_up_killed_mid_rollout_is_recovered_and_the_guard_holds(node: Node) -
             for name, generation in generations.items()
         )
 
-    wait_for("the writers starting to roll", writers_rolling, 300)
+    wait_for("the writers starting to roll", writers_rolling, 300, every=2)
     pid = engine_process()
     assert pid is not None, "no pulumi engine process found"
     os.kill(pid, signal.SIGKILL)
@@ -539,7 +500,7 @@ def test_an_up_killed_mid_rollout_is_recovered_and_the_guard_holds(node: Node) -
     assert "error" in outcome, outcome
     # What the kill left: main not rolled, the stack locked.
     assert node.json("get", "statefulset", "synapse-main", "-n", NAMESPACE)["spec"]["template"] == main_before
-    set_value(node, "maintenanceWindow", "false")
+    node.engine.set(node.stack, "maintenanceWindow", "false")
     with pytest.raises(automation.CommandError) as locked:
         node.stack.up(color="never")
     assert "the stack is currently locked" in str(locked.value), str(locked.value)[-2000:]
@@ -547,21 +508,18 @@ def test_an_up_killed_mid_rollout_is_recovered_and_the_guard_holds(node: Node) -
     assert "this change restarts synapse-main" in refused(node.engine, node.stack)
     # The README's procedure after a killed `up`: cancel (the lock), then `up` again, no refresh.
     node.stack.cancel()
-    set_value(node, "maintenanceWindow", "true")
-    with Readiness(node) as readiness:
+    node.engine.set(node.stack, "maintenanceWindow", "true")
+    with PodWatcher(node.engine, NAMESPACE) as watcher:
         assert up(node.engine, node.stack).summary.result == "succeeded"
         wait_ready(node, "after the recovery")
     wait_router(base, erin["access_token"], timeout=120)
     # Still in stage order: main's new pod Ready only after every writer's new pods were.
-    shared = {p["metadata"]["name"]: p for p in node.pods()}
-    new_shared = next(
-        v["configMap"]["name"] for v in shared["synapse-main-0"]["spec"]["volumes"] if v["name"] == "config-shared"
-    )
-    ready = {part: t for (part, config), t in readiness.first_ready.items() if config == new_shared}
+    new_shared = shared_config(node.json("get", "pod", "synapse-main-0", "-n", NAMESPACE))
+    ready = {part: t for (part, config), t in watcher.first_ready.items() if config == new_shared}
     writers = [w.part for w in writer_sets]
     assert set(writers) | {"main"} <= set(ready), sorted(ready)
     assert max(ready[w] for w in writers) < ready["main"]
-    set_value(node, "maintenanceWindow", "false")
+    node.engine.set(node.stack, "maintenanceWindow", "false")
     assert set(node.stack.preview(expect_no_changes=True, color="never").change_summary) == {"same"}
     state = json.dumps(node.stack.export_stack().deployment)
     assert '"pending_operations"' not in state or '"pending_operations": []' in state
@@ -598,8 +556,8 @@ def test_destroy_leaves_nothing_behind_but_what_the_readme_keeps(node: Node) -> 
     # what Kubernetes makes in every namespace.
     kept = {"service/postgresql", "service/redis", "configmap/kube-root-ca.crt", "serviceaccount/default"}
     assert set(left) <= kept, sorted(set(left) - kept)
-    wait_for("every pod gone", lambda: not node.json("get", "pods", "-n", NAMESPACE)["items"], 180)
+    wait_for("every pod gone", lambda: not node.json("get", "pods", "-n", NAMESPACE)["items"], 180, every=2)
     # And on the node itself: no container of the namespace is left in containerd.
-    wait_for("every container of the namespace removed", lambda: not namespace_containers(), 180)
+    wait_for("every container of the namespace removed", lambda: not namespace_containers(), 180, every=2)
     # The database is the operator's: destroy leaves it, with its users.
     assert query(node, "SELECT count(*) >= 20 FROM users") == [(True,)]
