@@ -100,6 +100,7 @@ class Reading:
 class ClassReading:
     part: str
     processes: int
+    """The most processes of the class Prometheus scraped at one moment of the window."""
     readings: tuple[Reading, ...]
 
 
@@ -259,7 +260,9 @@ def measure(stack: str, plan: Plan, prometheus: PrometheusLike, window_text: str
     classes = []
     for workload in plan.workloads:
         job = promql.scrape_job(workload)
-        up = _peak_or_none(stack, prometheus, promql.processes_up(workload, namespace), "up", job, False)
+        # The most processes scraped at once over the window, not at its end: a process too busy to answer
+        # one scrape in time (a synchrotron under the very load being measured) still served the window.
+        up = _peak_or_none(stack, prometheus, peak(promql.processes_up(workload, namespace)), "up", job, False)
         readings = tuple(
             # A latency quantile over a window with no requests is NaN: shown as "no requests", not refused.
             Reading(t, _peak_or_none(stack, prometheus, peak(t.expr), t.metric, job, t.unit == "seconds"))
