@@ -7,11 +7,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import hypothesis  # noqa: F401  (imported at collection on purpose: see below)
 import pytest
 
 from synapse_workers.model.settings import SECRET_FILES, Settings, load_settings
 from synapse_workers.model.stack_config import PROJECT_DIR
 
+# Hypothesis is imported here, while no other thread runs, so that its pytest plugin's import at the
+# terminal summary finds it loaded. On Python 3.11 two threads building ASTs at once corrupt a counter the
+# interpreter shares (CPython gh-106905) and one of them fails with "SystemError: AST constructor recursion
+# depth mismatch". A run of tests/node alone never imported Hypothesis, so pytest parsed its modules (to
+# rewrite them) at the summary while another thread of the run was building an AST (3.11's traceback module
+# parses the failing line of any traceback it prints), and that run failed at its summary (CI, round 7).
 SECRET_KEYS = frozenset(f"synapse:{k}" for k in SECRET_FILES if k != "redisPassword")
 """Pulumi-secret config keys a stack without synapse:existingSecret needs."""
 

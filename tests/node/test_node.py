@@ -106,6 +106,7 @@ def node(node_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
     admin.autocommit = True
     stopped = threading.Event()
     stack: automation.Stack | None = None
+    ingress: threading.Thread | None = None
     try:
         with admin.cursor() as cur:
             cur.execute("CREATE ROLE synapse LOGIN PASSWORD %s", (TEST_SECRETS["postgresPassword"],))
@@ -129,6 +130,8 @@ def node(node_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
         yield Node(engine=engine, env=node_env, stack=stack)
     finally:
         stopped.set()
+        if ingress is not None:
+            ingress.join(timeout=10)  # no thread of ours outlives the tier (see tests/conftest.py)
         if stack is not None:
             with contextlib.suppress(automation.CommandError):  # a lock a failed test left
                 stack.cancel()
