@@ -55,4 +55,4 @@ node-down:
 
 test: lint engine cluster-tools node-tools
 	bash scripts/system-deps.sh
-	bash scripts/run-tests.sh $(VENV)/bin/pytest
+	$(VENV)/bin/pytest
