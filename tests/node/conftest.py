@@ -90,5 +90,8 @@ def node_env() -> Iterator[dict[str, str]]:
         yield read_env(NODE_ENV)
     finally:
         if started:
+            # A second SIGTERM (make forwards its own to the run it started) must not cut the stop short:
+            # subprocess.run kills node-down.sh when interrupted, leaving the node running.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             subprocess.run(["bash", str(SCRIPTS / "node-down.sh")], capture_output=True, check=False, cwd=PROJECT_DIR)
         signal.signal(signal.SIGTERM, previous)
