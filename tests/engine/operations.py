@@ -108,6 +108,17 @@ def refused(engine: Engine, stack: automation.Stack, action: str = "preview") ->
     return message
 
 
+def ready(pod: dict[str, Any]) -> bool:
+    """Ready by its own probes and not on its way out."""
+    conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+    return conditions.get("Ready") == "True" and "deletionTimestamp" not in pod["metadata"]
+
+
+def shared_config(pod: dict[str, Any]) -> str | None:
+    """The content-named ConfigMap of Synapse's shared config the pod mounts (it names the routing)."""
+    return next((v["configMap"]["name"] for v in pod["spec"].get("volumes", []) if v["name"] == "config-shared"), None)
+
+
 class PodWatcher(Background):
     """Samples the namespace's Synapse server pods while an update runs: for each sample, the shared
     config (its content-addressed ConfigMap, which names the routing) of every pod that exists in phase
@@ -132,17 +143,14 @@ class PodWatcher(Background):
             seen = []
             for pod in pods:
                 owners = {o["kind"] for o in pod["metadata"].get("ownerReferences", [])}
-                if pod["status"].get("phase") != "Running" or "Job" in owners:
+                config = shared_config(pod)
+                if pod["status"].get("phase") != "Running" or "Job" in owners or config is None:
                     continue  # the config check's pod reads the new config but serves nothing
-                for volume in pod["spec"].get("volumes", []):
-                    if volume["name"] == "config-shared":
-                        shared.add(volume["configMap"]["name"])
-                        terminating = "deletionTimestamp" in pod["metadata"]
-                        seen.append((pod["metadata"]["name"], volume["configMap"]["name"], terminating))
-                        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
-                        if conditions.get("Ready") == "True" and not terminating:
-                            component = pod["metadata"]["labels"].get("app.kubernetes.io/component", "")
-                            self.first_ready.setdefault((component, volume["configMap"]["name"]), now)
+                shared.add(config)
+                seen.append((pod["metadata"]["name"], config, "deletionTimestamp" in pod["metadata"]))
+                if ready(pod):
+                    component = pod["metadata"]["labels"].get("app.kubernetes.io/component", "")
+                    self.first_ready.setdefault((component, config), now)
             self.samples.append(shared)
             self.pods.append(seen)
             self.stop.wait(0.2)

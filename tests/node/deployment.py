@@ -28,6 +28,7 @@ from synapse_workers.synapse.topology import CLIENT_PORT
 from tests.conftest import DUTIES_FROM_PHASE_3
 from tests.engine.conftest import Engine
 from tests.engine.executor import kubectl
+from tests.engine.operations import ready, shared_config
 from tests.node.conftest import BIN
 
 NAMESPACE = "matrix-staging"
@@ -111,17 +112,6 @@ def connect(env: dict[str, str], dbname: str, user: str | None = None, password:
 
 ACCESS = re.compile(r"synapse\.access\.http\.(\d+) .*Processed request: .*?\"([A-Z]+) (\S+) HTTP")
 """Synapse's access log line (its default logging, to stderr): the listener's port, the method, the path."""
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    """Ready by its own probes and not on its way out."""
-    conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
-    return conditions.get("Ready") == "True" and "deletionTimestamp" not in pod["metadata"]
-
-
-def shared_config(pod: dict[str, Any]) -> str | None:
-    """The content-named ConfigMap of Synapse's shared config the pod mounts (it names the routing)."""
-    return next((v["configMap"]["name"] for v in pod["spec"].get("volumes", []) if v["name"] == "config-shared"), None)
 
 
 def router_address(ingress: dict[str, Any]) -> str:

@@ -38,7 +38,7 @@ from tests.e2e.exchange import client_for, converse, full_exchange
 from tests.e2e.topology import register, wait_router
 from tests.engine.conftest import TEST_SECRETS, Engine, scratch_stack, shipped_config, wait_for
 from tests.engine.executor import CheckExecutor, ingress_controller, kubectl
-from tests.engine.operations import PodWatcher, kubernetes_state, refused, up
+from tests.engine.operations import PodWatcher, kubernetes_state, ready, refused, shared_config, up
 from tests.node.conftest import BIN, TOOLS
 from tests.node.deployment import (
     NAMESPACE,
@@ -47,9 +47,7 @@ from tests.node.deployment import (
     connect,
     external_service,
     overrides,
-    ready,
     router_address,
-    shared_config,
 )
 
 pytestmark = pytest.mark.node
