@@ -1,12 +1,13 @@
 """Benchmarks with the real engine: `pulumi preview` against a no-logic program, and `up` on a local cluster.
 
-Run:  make engine cluster-tools && venv/bin/python bench/engine_bench.py      (about 5 minutes on two cores)
+Run:  make engine cluster-tools && venv/bin/python bench/engine_bench.py      (about 6 minutes on two cores)
 
 Preview: the project's program (inline, through the Automation API) against a program that registers the
-same Kubernetes manifests with no logic, through the same explicit provider, at 1,000, 7,000, 20,000 and
-200,000 CCU (the guide's phases 1, 3 and 4, and beyond it), each in a fresh child process (best wall time
-of 3; peak memory = the child's own maximum RSS, the Pulumi CLI's and the provider's beside it). Both
-preview against the local control plane (started if none runs, stopped after), as the program's provider
+same Kubernetes manifests with no logic, through the same explicit provider, and against a third that
+registers them with the program's `depends_on` between them and nothing else (the rollout order's own
+cost), at 1,000, 7,000, 20,000 and 200,000 CCU (the guide's phases 1, 3 and 4, and beyond it), each in a
+fresh child process (best wall time of 3; peak memory = the child's own maximum RSS, the Pulumi CLI's and
+the provider's beside it). All three preview against the local control plane (started if none runs, stopped after), as the program's provider
 takes its cluster from the environment; a fresh stack each time, so every object is a `create`.
 
 Up: the local control plane (started if none runs, stopped after), a 20,000-CCU stack from empty, then
@@ -79,8 +80,9 @@ def measure_preview(kind: str, ccu: int) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="engine-bench-"))
     _environment(scratch)
     program: Callable[[], None] = run
-    if kind == "baseline":
-        manifests = json.loads((scratch.parent / f"engine-bench-manifests-{ccu}.json").read_text())
+    if kind in ("baseline", "ordered"):
+        saved = json.loads((scratch.parent / f"engine-bench-manifests-{ccu}.json").read_text())
+        manifests, after = saved["manifests"], saved["after"] if kind == "ordered" else None
 
         def baseline() -> None:
             import pulumi  # noqa: PLC0415
@@ -88,13 +90,16 @@ def measure_preview(kind: str, ccu: int) -> dict[str, Any]:
             from components import registration  # noqa: PLC0415
             from components.provider import kubernetes_provider  # noqa: PLC0415
 
-            opts = pulumi.ResourceOptions(provider=kubernetes_provider())
+            provider = kubernetes_provider()
+            created: list[pulumi.CustomResource] = []
             for index, manifest in enumerate(manifests):
                 extra = {}
                 if manifest["kind"] == "Secret":  # secret values as the program's: Pulumi secrets
                     data = manifest.pop("stringData", {})
                     extra["string_data"] = {k: pulumi.Output.secret(v) for k, v in data.items()}
-                registration.create(f"r{index}", manifest, opts, **extra)
+                depends_on = [created[i] for i in after[index]] if after is not None else None
+                opts = pulumi.ResourceOptions(provider=provider, depends_on=depends_on)
+                created.append(registration.create(f"r{index}", manifest, opts, **extra))
 
         program = baseline
     stack = _stack("bench", scratch / "project", program, ccu)
@@ -111,16 +116,48 @@ def measure_preview(kind: str, ccu: int) -> dict[str, Any]:
 
 
 def write_manifests(ccu: int) -> None:
+    """The program's objects at `ccu` (as the mock runtime resolves them), in the order the program
+    registers them, and for each the objects its `depends_on` waits for (a component stands for every
+    object it registered): the no-logic baselines replay them, one with that order and one without."""
+    import pulumi  # noqa: PLC0415
     from loads import prod_values  # noqa: PLC0415
 
+    from components import registration  # noqa: PLC0415
     from synapse_workers.cli.mock_runtime import run_program  # noqa: PLC0415
 
+    order: list[tuple[tuple[str, str], pulumi.ResourceOptions]] = []
+    index_of: dict[int, int] = {}
+    original = registration.create
+
+    def create(
+        logical_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any
+    ) -> pulumi.CustomResource:
+        resource = original(logical_name, manifest, opts, **extra)
+        index_of[id(resource)] = len(order)
+        order.append(((manifest["kind"], manifest["metadata"]["name"]), opts))
+        return resource
+
     values, secret_keys = prod_values(ccu)
-    objects = [r.inputs for r in run_program("prod", values, secret_keys) if r.is_kubernetes]
-    for obj in objects:
-        if obj["kind"] == "Secret":
-            obj["stringData"] = {k: "bench" for k in obj.get("stringData", {})}
-    (Path(tempfile.gettempdir()) / f"engine-bench-manifests-{ccu}.json").write_text(json.dumps(objects))
+    registration.create = create
+    try:
+        found = {(r.inputs["kind"], r.inputs["metadata"]["name"]): r.inputs for r in run_program(
+            "prod", values, secret_keys) if r.is_kubernetes}  # fmt: skip
+    finally:
+        registration.create = original
+    children: dict[int, list[int]] = {}
+    for index, (_, opts) in enumerate(order):
+        children.setdefault(id(opts.parent), []).append(index)
+    manifests, after = [], []
+    for key, opts in order:
+        manifest = found[key]
+        if manifest["kind"] == "Secret":
+            manifest["stringData"] = {k: "bench" for k in manifest.get("stringData", {})}
+        manifests.append(manifest)
+        deps = opts.depends_on if isinstance(opts.depends_on, list) else []
+        waits = {i for d in deps for i in children.get(id(d), [index_of[id(d)]] if id(d) in index_of else [])}
+        after.append(sorted(waits))
+    path = Path(tempfile.gettempdir()) / f"engine-bench-manifests-{ccu}.json"
+    path.write_text(json.dumps({"manifests": manifests, "after": after}))
 
 
 def child_environment() -> dict[str, str]:
@@ -211,15 +248,20 @@ def main() -> None:
 
 
 def previews_then_up(skip_up: bool) -> None:
-    print(f"{'preview':<12}{'CCU':>9}{'program':>10}{'baseline':>10}{'ratio':>8}{'peak MB':>9}{'creates':>9}")
+    print(
+        f"{'preview':<12}{'CCU':>9}{'program':>10}{'baseline':>10}{'ratio':>8}{'peak MB':>9}{'creates':>9}"
+        f"{'ordered':>10}{'ratio':>8}"
+    )
     for ccu in LOADS:
-        program, baseline = child("program", ccu), child("baseline", ccu)
+        program, baseline, ordered = child("program", ccu), child("baseline", ccu), child("ordered", ccu)
         ratio = program["seconds"] / baseline["seconds"]
         print(
             f"{'':<12}{ccu:>9,}{program['seconds']:>9.2f}s{baseline['seconds']:>9.2f}s{ratio:>7.2f}x"
             f"{program['peak_mb']:>9.0f}{program['creates']:>9}"
+            f"{ordered['seconds']:>9.2f}s{ordered['seconds'] / baseline['seconds']:>7.2f}x"
         )
     print("target: program <= 1.2x the no-logic baseline at every load, flat in CCU")
+    print("ordered: the baseline's objects with the program's depends_on between them (no logic, no components)")
     if not skip_up:
         first, second, objects = measure_up()
         print(f"\nup, 20,000 CCU from empty on the local cluster: {first:.1f} s ({objects} creates); target < 60 s")
