@@ -7,8 +7,9 @@ same Kubernetes manifests with no logic, through the same explicit provider, and
 registers them with the program's `depends_on` between them and nothing else (the rollout order's own
 cost), at 1,000, 7,000, 20,000 and 200,000 CCU (the guide's phases 1, 3 and 4, and beyond it), each in a
 fresh child process (best wall time of 3; peak memory = the child's own maximum RSS, the Pulumi CLI's and
-the provider's beside it). All three preview against the local control plane (started if none runs, stopped after), as the program's provider
-takes its cluster from the environment; a fresh stack each time, so every object is a `create`.
+the provider's beside it). All three preview against the local control plane (started if none runs,
+stopped after), as the program's provider takes its cluster from the environment; a fresh stack each
+time, so every object is a `create`.
 
 Up: the local control plane (started if none runs, stopped after), a 20,000-CCU stack from empty, then
 a CCU change to 25,000, with the engine tests' check executor and stand-in ingress controller running
@@ -82,7 +83,8 @@ def measure_preview(kind: str, ccu: int) -> dict[str, Any]:
     program: Callable[[], None] = run
     if kind in ("baseline", "ordered"):
         saved = json.loads((scratch.parent / f"engine-bench-manifests-{ccu}.json").read_text())
-        manifests, after = saved["manifests"], saved["after"] if kind == "ordered" else None
+        manifests = saved["manifests"]
+        after = saved["after"] if kind == "ordered" else None
 
         def baseline() -> None:
             import pulumi  # noqa: PLC0415
@@ -147,6 +149,13 @@ def write_manifests(ccu: int) -> None:
     children: dict[int, list[int]] = {}
     for index, (_, opts) in enumerate(order):
         children.setdefault(id(opts.parent), []).append(index)
+
+    def objects_of(dependency: pulumi.Resource) -> list[int]:
+        """A component stands for every object it registered, as the SDK expands it; an object for itself."""
+        if id(dependency) in children:
+            return children[id(dependency)]
+        return [index_of[id(dependency)]]  # a KeyError here: a dependency the replay could not name
+
     manifests, after = [], []
     for key, opts in order:
         manifest = found[key]
@@ -154,8 +163,7 @@ def write_manifests(ccu: int) -> None:
             manifest["stringData"] = {k: "bench" for k in manifest.get("stringData", {})}
         manifests.append(manifest)
         deps = opts.depends_on if isinstance(opts.depends_on, list) else []
-        waits = {i for d in deps for i in children.get(id(d), [index_of[id(d)]] if id(d) in index_of else [])}
-        after.append(sorted(waits))
+        after.append(sorted({index for dependency in deps for index in objects_of(dependency)}))
     path = Path(tempfile.gettempdir()) / f"engine-bench-manifests-{ccu}.json"
     path.write_text(json.dumps({"manifests": manifests, "after": after}))
 
@@ -167,13 +175,24 @@ def child_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
+def warm_bytecode() -> None:
+    """Bytecode for every module a child imports, before any child is timed."""
+    imports = "import components.program, tests.engine.conftest"
+    subprocess.run([sys.executable, "-c", imports], check=True, cwd=ROOT, env=child_environment())
+
+
+def run_child(script: str, *args: str) -> dict[str, Any]:
+    """`script` with `args` in a fresh process; what it printed last, as JSON."""
+    command = [sys.executable, script, *args]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT, env=child_environment())
+    found: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return found
+
+
 def child(kind: str, ccu: int) -> dict[str, Any]:
     runs = []
     for _ in range(REPEATS):
-        args = [sys.executable, __file__, "--one", kind, "--ccu", str(ccu)]
-        env = child_environment()
-        out = subprocess.run(args, capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout
-        runs.append(json.loads(out.strip().splitlines()[-1]))
+        runs.append(run_child(__file__, "--one", kind, "--ccu", str(ccu)))
     best = min(runs, key=lambda r: r["seconds"])
     return {**best, "peak_mb": max(r["peak_mb"] for r in runs)}
 
@@ -236,13 +255,7 @@ def main() -> None:
         return
     for ccu in LOADS:
         write_manifests(ccu)
-    # Bytecode for every module a child imports, before any child is timed.
-    subprocess.run(
-        [sys.executable, "-c", "import components.program, tests.engine.conftest"],
-        check=True,
-        cwd=ROOT,
-        env=child_environment(),
-    )
+    warm_bytecode()
     with local_cluster():
         previews_then_up(args.skip_up)
 

@@ -14,7 +14,6 @@ the object, so each step of the rollout order is one wave. Prints figures; asser
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -74,7 +73,7 @@ def timed_preview(kind: str, ccu: int) -> dict[str, Any]:
 
     automation.Stack.preview = started  # type: ignore[method-assign]
     result = engine_bench.measure_preview(kind, ccu)
-    objects = sorted(c for c in calls if c[2].startswith("kubernetes:") and not c[2].startswith("pulumi:providers"))
+    objects = sorted(c for c in calls if c[2].startswith("kubernetes:"))
     return {"seconds": result["seconds"], "objects": objects}
 
 
@@ -97,16 +96,10 @@ def main() -> None:
         return
     ccu = int(sys.argv[1]) if len(sys.argv) > 1 else 7000
     engine_bench.write_manifests(ccu)
-    warm = [sys.executable, "-c", "import components.program"]
-    subprocess.run(warm, check=True, cwd=engine_bench.ROOT, env=engine_bench.child_environment())
+    engine_bench.warm_bytecode()
     with engine_bench.local_cluster():
         for kind in ("program", "baseline"):
-            args = [sys.executable, __file__, "--one", kind, str(ccu)]
-            env = engine_bench.child_environment()
-            out = subprocess.run(
-                args, capture_output=True, text=True, check=True, cwd=engine_bench.ROOT, env=env
-            ).stdout
-            found = json.loads(out.strip().splitlines()[-1])
+            found = engine_bench.run_child(__file__, "--one", kind, str(ccu))
             objects = found["objects"]
             print(f"{kind} at {ccu:,} CCU: preview {found['seconds']:.2f} s, {len(objects)} objects")
             print(f"  first sent {objects[0][0]:.2f} s, last sent {max(o[0] for o in objects):.2f} s, "
