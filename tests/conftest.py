@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import hypothesis  # noqa: F401  (imported at collection on purpose: see below)
@@ -12,6 +14,18 @@ import pytest
 
 from synapse_workers.model.settings import SECRET_FILES, Settings, load_settings
 from synapse_workers.model.stack_config import PROJECT_DIR
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM (a cancelled CI run, `make` stopped) ends the run as Ctrl-C does, so every fixture's
+    teardown runs: the e2e tier's PostgreSQL, Redis and PgBouncer, the local cluster, the node. Python's
+    default for SIGTERM is to die on the spot, which left them running."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
 
 # Hypothesis is imported here, while no other thread runs, so that its pytest plugin's import at the
 # terminal summary finds it loaded. On Python 3.11 two threads building ASTs at once corrupt a counter the

@@ -16,7 +16,6 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
@@ -65,10 +64,6 @@ def _answers() -> bool:
     return ready.returncode == 0
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 @pytest.fixture(scope="session")
 def node_env() -> Iterator[dict[str, str]]:
     missing = [name for name in NEEDED if not os.access(BIN / name, os.X_OK)]
@@ -77,7 +72,6 @@ def node_env() -> Iterator[dict[str, str]]:
     if os.geteuid() != 0:
         _unavailable("node tier needs root (a kubelet, a bridge and nftables): run it as root")
     started = False
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if not _answers():
             done = subprocess.run(
@@ -91,7 +85,8 @@ def node_env() -> Iterator[dict[str, str]]:
     finally:
         if started:
             # A second SIGTERM (make forwards its own to the run it started) must not cut the stop short:
-            # subprocess.run kills node-down.sh when interrupted, leaving the node running.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            # subprocess.run kills node-down.sh when interrupted, leaving the node running. The first one
+            # reaches here as a KeyboardInterrupt (tests/conftest.py).
+            previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
             subprocess.run(["bash", str(SCRIPTS / "node-down.sh")], capture_output=True, check=False, cwd=PROJECT_DIR)
-        signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, previous)
