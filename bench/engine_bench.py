@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,42 +80,45 @@ def measure_preview(kind: str, ccu: int) -> dict[str, Any]:
     imports = time.perf_counter() - start
 
     scratch = Path(tempfile.mkdtemp(prefix="engine-bench-"))
-    _environment(scratch)
-    program: Callable[[], None] = run
-    if kind in ("baseline", "ordered"):
-        saved = json.loads((scratch.parent / f"engine-bench-manifests-{ccu}.json").read_text())
-        manifests = saved["manifests"]
-        after = saved["after"] if kind == "ordered" else None
+    try:
+        _environment(scratch)
+        program: Callable[[], None] = run
+        if kind in ("baseline", "ordered"):
+            saved = json.loads((scratch.parent / f"engine-bench-manifests-{ccu}.json").read_text())
+            manifests = saved["manifests"]
+            after = saved["after"] if kind == "ordered" else None
 
-        def baseline() -> None:
-            import pulumi  # noqa: PLC0415
+            def baseline() -> None:
+                import pulumi  # noqa: PLC0415
 
-            from components import registration  # noqa: PLC0415
-            from components.provider import kubernetes_provider  # noqa: PLC0415
+                from components import registration  # noqa: PLC0415
+                from components.provider import kubernetes_provider  # noqa: PLC0415
 
-            provider = kubernetes_provider()
-            created: list[pulumi.CustomResource] = []
-            for index, manifest in enumerate(manifests):
-                extra = {}
-                if manifest["kind"] == "Secret":  # secret values as the program's: Pulumi secrets
-                    data = manifest.pop("stringData", {})
-                    extra["string_data"] = {k: pulumi.Output.secret(v) for k, v in data.items()}
-                depends_on = [created[i] for i in after[index]] if after is not None else None
-                opts = pulumi.ResourceOptions(provider=provider, depends_on=depends_on)
-                created.append(registration.create(f"r{index}", manifest, opts, **extra))
+                provider = kubernetes_provider()
+                created: list[pulumi.CustomResource] = []
+                for index, manifest in enumerate(manifests):
+                    extra = {}
+                    if manifest["kind"] == "Secret":  # secret values as the program's: Pulumi secrets
+                        data = manifest.pop("stringData", {})
+                        extra["string_data"] = {k: pulumi.Output.secret(v) for k, v in data.items()}
+                    depends_on = [created[i] for i in after[index]] if after is not None else None
+                    opts = pulumi.ResourceOptions(provider=provider, depends_on=depends_on)
+                    created.append(registration.create(f"r{index}", manifest, opts, **extra))
 
-        program = baseline
-    stack = _stack("bench", scratch / "project", program, ccu)
-    start = time.perf_counter()
-    result = stack.preview(color="never")
-    seconds = time.perf_counter() - start + (imports if kind == "program" else 0.0)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {
-        "seconds": seconds,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "children_peak_mb": children,
-        "creates": sum(v for k, v in result.change_summary.items() if str(getattr(k, "value", k)) == "create"),
-    }
+            program = baseline
+        stack = _stack("bench", scratch / "project", program, ccu)
+        start = time.perf_counter()
+        result = stack.preview(color="never")
+        seconds = time.perf_counter() - start + (imports if kind == "program" else 0.0)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        return {
+            "seconds": seconds,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "children_peak_mb": children,
+            "creates": sum(v for k, v in result.change_summary.items() if str(getattr(k, "value", k)) == "create"),
+        }
+    finally:  # the stack's state and project: nothing of a child outlives it
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def write_manifests(ccu: int) -> None:
@@ -229,6 +233,7 @@ def measure_up() -> tuple[float, float, int]:
     finally:
         executor.stopped.set()
         stopped.set()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager

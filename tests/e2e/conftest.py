@@ -78,6 +78,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
         procs.sampling_stopped.set()
         sampler.join(timeout=5)
         procs.stop_all()
+        procs.remove_scratch()
 
 
 @pytest.fixture(scope="module")

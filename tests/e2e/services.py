@@ -106,6 +106,8 @@ class Processes:
     logs: Path
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     extra_roots: set[int] = field(default_factory=set)
+    scratch: list[Path] = field(default_factory=list)
+    """Folders outside pytest's own (a service user must reach them): removed by `remove_scratch`."""
     peak_kib: int = 0
     sampling_stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -117,6 +119,17 @@ class Processes:
         log.close()
         self.running[name] = proc
         return proc
+
+    def scratch_dir(self, prefix: str) -> Path:
+        """A folder under the system's temporary directory, removed when the module's processes are."""
+        path = Path(tempfile.mkdtemp(prefix=prefix))
+        self.scratch.append(path)
+        return path
+
+    def remove_scratch(self) -> None:
+        for path in self.scratch:
+            shutil.rmtree(path, ignore_errors=True)
+        self.scratch.clear()
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")

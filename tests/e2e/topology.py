@@ -15,7 +15,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -244,7 +243,7 @@ def start_pgbouncer(
 ) -> None:
     """The plan's pgbouncer.ini and the pod's own start script, with paths moved out of /etc and /run;
     `edit` changes the ini for a test (a lowered statement timeout)."""
-    root = Path(tempfile.mkdtemp(prefix="e2e-pgbouncer-"))
+    root = processes.scratch_dir("e2e-pgbouncer-")
     ini = pgbouncer_ini(
         plan.settings, listen=loopback.services, auth_file=str(root / "userlist.txt"), server=(pg.host, pg.port)
     )
