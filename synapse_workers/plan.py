@@ -124,7 +124,7 @@ def _class_workload(settings: Settings, shared: ConfigFile, size: ClassSize, top
         template["spec"]["topologySpreadConstraints"] = [k8s.spread_over_nodes(settings, spec.name)]
     if spec.kind == "Deployment":
         assert size.min_replicas is not None and size.max_replicas is not None
-        k8s.drain_before_stop(template)
+        k8s.drain_before_stop(template, settings.router.drain_seconds)
         objects: tuple[k8s.Manifest, ...] = (
             k8s.deployment(settings, name, spec.name, size.replicas, template),
             k8s.service(settings, name, spec.name, replication=False, headless=False),

@@ -13,7 +13,7 @@ import yaml
 from synapse_workers.cli.mock_runtime import RecordingMocks, run_program
 from synapse_workers.model.settings import load_settings
 from synapse_workers.plan import build_plan
-from tests.conftest import DUTIES_FROM_PHASE_3, SECRET_KEYS, base_values, secret_values
+from tests.conftest import DUTIES_FROM_PHASE_3, SECRET_KEYS, base_values, secret_values, settings_for
 from tests.mocks import Run, run, stack_values
 
 STATEFUL = {
@@ -106,6 +106,22 @@ def test_autoscaled_pods_drain_before_they_stop(stack_run: tuple[str, Run]) -> N
                 continue
             command = lifecycle["preStop"]["exec"]["command"]
             assert command[0] == "sleep" and 5 + 5 + 5 + 30 <= int(command[1]) < spec["terminationGracePeriodSeconds"]
+
+
+def test_a_shorter_drain_is_the_stacks_own() -> None:
+    """synapse:router.drainSeconds sets every autoscaled pod's preStop, and nothing else changes."""
+    base = settings_for(ccu=500)
+    shorter = settings_for(ccu=500, router={"drainSeconds": 20})
+    assert base.router.drain_seconds == 45
+    objects = {False: build_plan(base).manifests(), True: build_plan(shorter).manifests()}
+    changed = []
+    for before, after in zip(objects[False], objects[True], strict=True):
+        if before != after:
+            changed.append(after["metadata"]["name"])
+            containers = after["spec"]["template"]["spec"]["containers"]
+            commands = [c["lifecycle"]["preStop"]["exec"]["command"] for c in containers]
+            assert commands == [["sleep", "20"]], commands
+    assert sorted(changed) == ["synapse-generic-worker", "synapse-synchrotron"], changed
 
 
 def test_statefulset_services_are_headless(stack_run: tuple[str, Run]) -> None:

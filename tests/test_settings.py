@@ -107,6 +107,8 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "synapse:router.ingressAnnotations.not a key",
         "label key",
     ),
+    ("drain shorter than the router", {"router": {"drainSeconds": 10}}, "synapse:router.drainSeconds", "15 to 50"),
+    ("drain past the grace period", {"router": {"drainSeconds": 60}}, "synapse:router.drainSeconds", "15 to 50"),
     ("cpu target over 100", {"hpa": {"targetCpuUtilization": 150}}, "synapse:hpa.targetCpuUtilization", "1 to 100"),
     ("headroom below 1", {"hpa": {"headroom": 0.5}}, "synapse:hpa.headroom", "1.0 to 10.0"),
     (

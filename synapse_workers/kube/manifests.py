@@ -91,19 +91,16 @@ def _probe(failure_threshold: int, period: int) -> dict[str, Any]:
     }
 
 
-DRAIN_SECONDS = 45
-"""How long a pod the router finds through cluster DNS (the autoscaled classes) keeps serving once it is
-told to stop, before Synapse gets SIGTERM: the router stops sending it new requests within 15 s (a DNS
-TTL of 5 s, a new resolution every 5 s, a vanished record dropped after 5 s: kube/haproxy.py), and a
-`/sync` long-poll already under way ends within a client's usual 30 s. Without it, an HPA scale-down or
-a rollout drops the requests in flight on the pod it stops. Within terminationGracePeriodSeconds (60)."""
-
-
-def drain_before_stop(template: dict[str, Any]) -> None:
-    """Keep the pod serving for DRAIN_SECONDS after it is told to stop (an exec of the image's `sleep`,
-    which any Kubernetes version runs, where the newer `preStop.sleep` action needs 1.30 or later)."""
+def drain_before_stop(template: dict[str, Any], seconds: int) -> None:
+    """Keep the pod serving for `seconds` after it is told to stop (synapse:router.drainSeconds, 45 by
+    default), before Synapse gets SIGTERM: the router finds autoscaled pods through cluster DNS and stops
+    sending a stopped pod new requests only within 15 s (a DNS TTL of 5 s, a new resolution every 5 s, a
+    vanished record dropped after 5 s: kube/haproxy.py), and a `/sync` long-poll already under way ends
+    within a client's usual 30 s. Without it, an HPA scale-down or a rollout drops the requests in flight
+    on the pod it stops. Within terminationGracePeriodSeconds (60). An exec of the image's `sleep`, which
+    any Kubernetes version runs, where the newer `preStop.sleep` action needs 1.30 or later."""
     for container in template["spec"]["containers"]:
-        container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(DRAIN_SECONDS)]}}}
+        container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(seconds)]}}}
 
 
 def pod_template(

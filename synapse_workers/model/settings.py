@@ -230,6 +230,16 @@ class Router(_Model):
     image: ImageRef = Field(
         "docker.io/library/haproxy:3.2", description="an HAProxy image reference with a tag or a sha256 digest"
     )
+    # At least the 15 s the router takes to drop a stopped pod (kube/haproxy.py), at most what leaves
+    # Synapse time to stop within the pods' 60 s grace period. The default also lets a 30 s `/sync`
+    # long-poll end; clients that poll for less can take a shorter drain, and every rollout of an
+    # autoscaled class and every quiesce gets that much faster.
+    drain_seconds: WholeNumber = Field(
+        45,
+        ge=15,
+        le=50,
+        description="whole seconds from 15 to 50 (an autoscaled pod keeps serving this long once told to stop)",
+    )
 
 
 class Settings(_Model):
