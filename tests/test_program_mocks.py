@@ -113,9 +113,8 @@ def test_a_shorter_drain_is_the_stacks_own() -> None:
     base = settings_for(ccu=500)
     shorter = settings_for(ccu=500, router={"drainSeconds": 20})
     assert base.router.drain_seconds == 45
-    objects = {False: build_plan(base).manifests(), True: build_plan(shorter).manifests()}
     changed = []
-    for before, after in zip(objects[False], objects[True], strict=True):
+    for before, after in zip(build_plan(base).manifests(), build_plan(shorter).manifests(), strict=True):
         if before != after:
             changed.append(after["metadata"]["name"])
             containers = after["spec"]["template"]["spec"]["containers"]

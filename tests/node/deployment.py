@@ -4,8 +4,8 @@ The stack is the project's staging stack with what a 2-CPU node needs changed th
 settings: requests shrunk (20m CPU, 128Mi), every class on (the duties pinned to one replica, federation
 on), the synchrotrons autoscaled between 2 and 4 on a 100m request so real `/sync` load moves them, the
 HPA's windows shortened from the guide's five minutes, the drain before an autoscaled pod stops cut
-to 20 s, PgBouncer on (pool 12: PostgreSQL allows 50
-connections, and main, the background worker and the schema Job connect directly), and the namespace
+to 20 s, PgBouncer on (pool 12: PostgreSQL allows 50 connections, and main, the background worker and
+the schema Job connect directly), and the namespace
 made here so the external services the stack names (postgresql, redis in matrix-staging) can be
 Services without selectors pointing at the node's PostgreSQL and Redis. No ingress controller runs on
 the node: the engine tier's stand-in gives the router's Ingress the router Service's address
